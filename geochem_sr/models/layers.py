@@ -1,0 +1,220 @@
+"""Building blocks shared by the networks: activations, convolutions, checks, counters.
+
+Activation
+----------
+Pei et al. (2025, section 3.4.2) cite Pan et al. (2024), *Smoothing piecewise linear
+activation functions based on mollified square root functions* (ref. 45 of the paper). That
+method writes a piecewise-linear function through ``|x|`` and replaces ``|x|`` by the
+mollified square root ``sqrt(x**2 + delta**2)`` (the idea of SquarePlus). For ReLU and leaky
+ReLU, ``max(x, a*x) = ((1 + a) * x + (1 - a) * |x|) / 2``, which gives::
+
+    SmoothReLU(x) = ((1 + a) * x + (1 - a) * sqrt(x**2 + delta**2)) / 2
+
+with ``a = 0`` (smooth ReLU) and ``delta = 0.1`` by default. It is C-infinity, tends to ReLU
+as ``delta -> 0`` (largest gap ``delta / 2`` at ``x = 0``), is monotone, and costs one
+``sqrt`` per element. This is the default activation of every network
+(``activation="smooth_relu"``); ``"relu"``, ``"leaky_relu"`` and ``"gelu"`` are switchable
+alternatives.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from geochem_sr.errors import DataError, SchemaError
+
+__all__ = [
+    "ACTIVATIONS",
+    "SmoothReLU",
+    "make_activation",
+    "conv2d",
+    "ConvAct",
+    "check_positive_int",
+    "check_spatial",
+    "zero_init",
+    "he_init",
+    "count_parameters",
+    "count_flops",
+]
+
+#: Names accepted by every network's ``activation`` argument.
+ACTIVATIONS: tuple[str, ...] = ("smooth_relu", "relu", "leaky_relu", "gelu")
+
+
+class SmoothReLU(nn.Module):
+    """ReLU (or leaky ReLU) smoothed by a mollified square root (Pan et al. 2024).
+
+    ``f(x) = ((1 + a) x + (1 - a) sqrt(x^2 + delta^2)) / 2``.
+
+    Parameters
+    ----------
+    delta : float, default 0.1
+        Smoothing width; ``f(0) = delta / 2`` and ``f -> ReLU`` as ``delta -> 0``.
+    negative_slope : float, default 0.0
+        Slope ``a`` for ``x -> -inf`` (0 gives a smooth ReLU, > 0 a smooth leaky ReLU).
+    """
+
+    def __init__(self, delta: float = 0.1, negative_slope: float = 0.0) -> None:
+        super().__init__()
+        if not (delta > 0 and math.isfinite(delta)):
+            raise DataError(f"SmoothReLU delta: expected a positive finite number, found {delta}")
+        self.delta = float(delta)
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        a = self.negative_slope
+        root = torch.sqrt(x * x + self.delta * self.delta)
+        return 0.5 * ((1.0 + a) * x + (1.0 - a) * root)
+
+    def extra_repr(self) -> str:  # noqa: D102
+        return f"delta={self.delta}, negative_slope={self.negative_slope}"
+
+
+def make_activation(name: str) -> nn.Module:
+    """Return a fresh activation module by name.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`ACTIVATIONS`.
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Raises
+    ------
+    SchemaError
+        If ``name`` is not a known activation.
+    """
+    if name == "smooth_relu":
+        return SmoothReLU()
+    if name == "relu":
+        return nn.ReLU(inplace=False)
+    if name == "leaky_relu":
+        return nn.LeakyReLU(0.01)
+    if name == "gelu":
+        return nn.GELU()
+    raise SchemaError(
+        f"activation: expected one of {', '.join(ACTIVATIONS)}, found {name!r}"
+    )
+
+
+def conv2d(
+    in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, bias: bool = True
+) -> nn.Conv2d:
+    """A 2-D convolution with 'same' padding (``kernel_size // 2``; kernel sizes are odd)."""
+    return nn.Conv2d(
+        in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=bias
+    )
+
+
+class ConvAct(nn.Sequential):
+    """Convolution, optional BatchNorm, optional activation ('same' padding)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        activation: str | None,
+        batch_norm: bool = False,
+        stride: int = 1,
+    ) -> None:
+        layers: list[nn.Module] = [
+            conv2d(in_channels, out_channels, kernel_size, stride=stride, bias=not batch_norm)
+        ]
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out_channels))
+        if activation is not None:
+            layers.append(make_activation(activation))
+        super().__init__(*layers)
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Return ``value`` as int if it is a positive integer, else raise :class:`SchemaError`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        raise SchemaError(f"{name}: expected a positive integer, found {value!r}")
+    if value < 1:
+        raise SchemaError(f"{name}: expected a positive integer, found {value!r}")
+    return int(value)
+
+
+def check_spatial(x: torch.Tensor, in_channels: int, multiple: int, model: str) -> None:
+    """Check an input batch: 4-D, ``in_channels`` channels, H and W multiples of ``multiple``.
+
+    Raises
+    ------
+    SchemaError
+        On a wrong rank or channel count.
+    DataError
+        On a height or width that is not a multiple of ``multiple``.
+    """
+    if x.ndim != 4:
+        raise SchemaError(
+            f"{model} input: expected a 4-D tensor (N, C, H, W), found shape {tuple(x.shape)}"
+        )
+    if x.shape[1] != in_channels:
+        raise SchemaError(
+            f"{model} input: expected {in_channels} channels, found {x.shape[1]}"
+        )
+    h, w = x.shape[-2:]
+    if h % multiple or w % multiple or h == 0 or w == 0:
+        raise DataError(
+            f"{model} input: expected height and width that are positive multiples of "
+            f"{multiple}, found {h}x{w}"
+        )
+
+
+def zero_init(module: nn.Module) -> None:
+    """Set the weights and bias of a convolution to zero (a network that starts at residual 0)."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+
+
+def he_init(module: nn.Module) -> None:
+    """He (Kaiming) normal initialisation of every (transposed) convolution, zero biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Floating-point operations of one forward pass (a multiply-add counts 2).
+
+    Uses :class:`torch.utils.flop_counter.FlopCounterMode` (convolutions and matmuls only;
+    activations, BatchNorm and additions are not counted).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    input_shape : sequence of int
+        ``(N, C, H, W)`` of the input batch.
+
+    Returns
+    -------
+    int
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    p = next(model.parameters())
+    x = torch.zeros(tuple(input_shape), dtype=p.dtype, device=p.device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())

@@ -1,0 +1,33 @@
+"""Shared test fixtures: small hand-made survey datasets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from geochem_sr import schema
+
+
+def make_survey(ny: int = 16, nx: int = 20, elements=("As", "Cu", "Au"), seed: int = 0,
+                cell: float = 50.0, crs: str = "EPSG:32650") -> xr.Dataset:
+    """A tiny valid survey dataset with lr, hr and terrain."""
+    rng = np.random.default_rng(seed)
+    g = schema.make_grid((500000, 4000000, 500000 + nx * cell, 4000000 + ny * cell), cell, crs)
+    ne = len(elements)
+    lr = rng.lognormal(size=(ne, ny, nx)).astype("float32")
+    hr = (lr * rng.lognormal(sigma=0.1, size=lr.shape)).astype("float32")
+    ds = g.assign(
+        lr=((schema.ELEMENT, schema.Y, schema.X), lr),
+        hr=((schema.ELEMENT, schema.Y, schema.X), hr),
+        elevation=((schema.Y, schema.X), rng.normal(3000, 50, (ny, nx)).astype("float32")),
+    )
+    units = [schema.DEFAULT_UNITS.get(e, "ppm") for e in elements]
+    return ds.assign_coords(
+        {schema.ELEMENT: list(elements), schema.ELEMENT_UNITS: (schema.ELEMENT, units)}
+    )
+
+
+@pytest.fixture
+def survey() -> xr.Dataset:
+    return make_survey()
