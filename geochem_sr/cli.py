@@ -1,0 +1,168 @@
+"""Command line: ``geochem-sr demo | build | train | predict | evaluate | experiment``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from geochem_sr.errors import GeoSRError
+
+__all__ = ["main", "build_parser"]
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from geochem_sr.demo import run_demo
+
+    result = run_demo(Path(args.out), seed=args.seed, epochs=args.epochs,
+                      size_km=args.size_km, model=args.network)
+    for key, value in result.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    import geochem_sr as gs
+
+    if args.synthetic:
+        region = gs.synthetic_region(seed=args.seed, size_km=(args.size_km, args.size_km))
+        sparse, dense, dem, geology = (region.samples_sparse, region.samples_dense,
+                                       region.dem, region.geology)
+    else:
+        if not args.sparse:
+            raise GeoSRError("build: pass --sparse SAMPLES (or --synthetic)")
+        sparse = gs.read_samples(args.sparse, crs=args.crs)
+        dense = gs.read_samples(args.dense, crs=args.crs) if args.dense else None
+        dem, geology = args.dem, args.geology
+    ds = gs.build_survey(sparse, dense, dem=dem, geology=geology, cell_size=args.cell_size,
+                         method=args.method, unit_column=args.unit_column, seed=args.seed)
+    path = gs.write_survey(ds, args.out)
+    print(f"wrote {path}: {dict(ds.sizes)}, variables {sorted(ds.data_vars)}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import geochem_sr as gs
+
+    ds = gs.open_survey(args.survey)
+    model = ds.geosr.train(model=args.network, inputs=args.inputs, epochs=args.epochs,
+                           seed=args.seed, checkpoint=args.checkpoint)
+    if args.calibrate:
+        from geochem_sr.trust import calibrate
+
+        model = calibrate(ds, model, seed=args.seed)
+    model.save(args.model_out)
+    print(model.summary())
+    print(f"wrote {args.model_out}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from geochem_sr.inference import predict_to_zarr
+
+    path = predict_to_zarr(args.survey, args.out, args.model, tile=args.tile,
+                           scheduler=args.scheduler, workers=args.workers,
+                           uncertainty=not args.no_uncertainty)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import geochem_sr as gs
+
+    pred = gs.open_survey(args.prediction)
+    ds = gs.open_survey(args.survey) if args.survey else pred
+    table = ds.geosr.evaluate(pred)
+    print(table.to_string())
+    return 0
+
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from geochem_sr.experiment import run_experiment
+
+    out = run_experiment(profile=args.profile, out_dir=Path(args.out), seed=args.seed)
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``geochem-sr``."""
+    p = argparse.ArgumentParser(
+        prog="geochem-sr",
+        description="Geology- and topography-constrained super-resolution of geochemical maps.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="whole pipeline on the built-in synthetic region")
+    d.add_argument("--out", default="demo_output", help="output folder (Zarr + PNG)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--epochs", type=int, default=30)
+    d.add_argument("--size-km", type=float, default=12.8)
+    d.add_argument("--network", default="multilevel_unet")
+    d.set_defaults(func=_cmd_demo)
+
+    b = sub.add_parser("build", help="samples + DEM + geology -> survey Zarr")
+    b.add_argument("out", help="output .zarr")
+    b.add_argument("--synthetic", action="store_true", help="use the built-in synthetic region")
+    b.add_argument("--size-km", type=float, default=12.8, help="synthetic region size")
+    b.add_argument("--sparse", help="sparse (1:50,000) samples: CSV, GPKG or SHP")
+    b.add_argument("--dense", help="dense (1:25,000) samples, where they exist")
+    b.add_argument("--dem", help="DEM raster (GeoTIFF)")
+    b.add_argument("--geology", help="geology polygons (GPKG, SHP)")
+    b.add_argument("--unit-column", default="unit")
+    b.add_argument("--crs", help="CRS of CSV coordinates, e.g. EPSG:32650")
+    b.add_argument("--cell-size", type=float, default=50.0)
+    b.add_argument("--method", choices=["kriging", "idw"], default="kriging")
+    b.add_argument("--seed", type=int, default=0)
+    b.set_defaults(func=_cmd_build)
+
+    t = sub.add_parser("train", help="train a model on a survey Zarr")
+    t.add_argument("survey", help="input survey .zarr (with lr and hr)")
+    t.add_argument("--model-out", default="model.pt")
+    t.add_argument("--network", default="multilevel_unet",
+                   choices=["multilevel_unet", "unet", "vdsr", "srcnn"])
+    t.add_argument("--inputs", default="geochem+terrain+geology")
+    t.add_argument("--epochs", type=int, default=50)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--checkpoint", help="checkpoint file: resume from it if present")
+    t.add_argument("--no-calibrate", dest="calibrate", action="store_false",
+                   help="skip do-no-harm shrinkage and uncertainty calibration")
+    t.set_defaults(func=_cmd_train)
+
+    r = sub.add_parser("predict", help="super-resolve a survey Zarr into a prediction Zarr")
+    r.add_argument("survey", help="input survey .zarr")
+    r.add_argument("out", help="output .zarr (resumed if a previous run was interrupted)")
+    r.add_argument("--model", required=True, help="model file")
+    g = r.add_mutually_exclusive_group()
+    g.add_argument("--scheduler", help="dask.distributed scheduler address (tcp://...)")
+    g.add_argument("--workers", type=int, help="start a local cluster with N workers")
+    r.add_argument("--tile", type=int, default=512)
+    r.add_argument("--no-uncertainty", action="store_true")
+    r.set_defaults(func=_cmd_predict)
+
+    e = sub.add_parser("evaluate", help="PSNR/SSIM/RMSE/IoU of a prediction against hr")
+    e.add_argument("prediction", help="prediction .zarr")
+    e.add_argument("--survey", help="survey .zarr holding hr (default: the prediction store)")
+    e.set_defaults(func=_cmd_evaluate)
+
+    x = sub.add_parser("experiment", help="the paper's Table 6 + classical baselines")
+    x.add_argument("--profile", choices=["cpu", "gpu", "smoke"], default="cpu")
+    x.add_argument("--out", default="benchmarks/results")
+    x.add_argument("--seed", type=int, default=0)
+    x.set_defaults(func=_cmd_experiment)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``geochem-sr`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except GeoSRError as exc:
+        print(f"geochem-sr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
