@@ -40,6 +40,15 @@ _LAZY: dict[str, str] = {
     "add_terrain": "geochem_sr.terrain",
     "embed_geology": "geochem_sr.geology",
     "embedding_table": "geochem_sr.geology",
+    "GeologyVocabulary": "geochem_sr.geology",
+    "vocabulary_of": "geochem_sr.geology",
+    "rasterize_geology": "geochem_sr.geology",
+    "plot_units": "geochem_sr.geology",
+    "calibrate": "geochem_sr.trust",
+    "applicability": "geochem_sr.trust",
+    "predict_to_zarr": "geochem_sr.inference",
+    "plot_map": "geochem_sr.plotting",
+    "compare_maps": "geochem_sr.plotting",
     "GeoSRModel": "geochem_sr.model_file",
     "train": "geochem_sr.training",
     "super_resolve": "geochem_sr.inference",
@@ -48,7 +57,8 @@ _LAZY: dict[str, str] = {
     "BlockSplitter": "geochem_sr.patches",
 }
 _SUBMODULES = {"models", "schema", "io", "gridding", "terrain", "geology", "synthetic",
-               "patches", "training", "metrics", "inference", "plotting", "trust", "cli"}
+               "patches", "training", "metrics", "inference", "plotting", "trust", "cli",
+               "channels", "experiment", "losses", "survey", "model_file"}
 
 __all__ = [
     "CRSError",
