@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from geochem_sr.errors import DataError, SchemaError
 
@@ -43,6 +45,25 @@ __all__ = [
 
 #: Names accepted by every network's ``activation`` argument.
 ACTIVATIONS: tuple[str, ...] = ("smooth_relu", "relu", "leaky_relu", "gelu")
+
+
+class _SmoothReLUFn(torch.autograd.Function):
+    """Fused forward/backward of the smooth ReLU: saves only ``x`` (the root is recomputed)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, delta: float, a: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.delta, ctx.a = delta, a
+        y = x.square().add_(delta * delta).sqrt_().mul_(0.5 * (1.0 - a))
+        return y.add_(x, alpha=0.5 * (1.0 + a))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (x,) = ctx.saved_tensors
+        a = ctx.a
+        d = x.square().add_(ctx.delta * ctx.delta).rsqrt_().mul_(x)  # x / sqrt(x^2 + delta^2)
+        return d.mul_(0.5 * (1.0 - a)).add_(0.5 * (1.0 + a)).mul_(grad), None, None
 
 
 class SmoothReLU(nn.Module):
@@ -66,9 +87,7 @@ class SmoothReLU(nn.Module):
         self.negative_slope = float(negative_slope)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        a = self.negative_slope
-        root = torch.sqrt(x * x + self.delta * self.delta)
-        return 0.5 * ((1.0 + a) * x + (1.0 - a) * root)
+        return _SmoothReLUFn.apply(x, self.delta, self.negative_slope)
 
     def extra_repr(self) -> str:  # noqa: D102
         return f"delta={self.delta}, negative_slope={self.negative_slope}"
@@ -193,8 +212,10 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
 def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
     """Floating-point operations of one forward pass (a multiply-add counts 2).
 
-    Uses :class:`torch.utils.flop_counter.FlopCounterMode` (convolutions and matmuls only;
-    activations, BatchNorm and additions are not counted).
+    Counts convolutions, transposed convolutions and linear layers through forward hooks
+    (activations, BatchNorm, pooling and additions are not counted), which gives the same
+    total as :class:`torch.utils.flop_counter.FlopCounterMode` for these networks without
+    its start-up cost of several seconds.
 
     Parameters
     ----------
@@ -206,15 +227,34 @@ def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
     -------
     int
     """
-    from torch.utils.flop_counter import FlopCounterMode
+    total = 0
 
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.ConvTranspose2d):
+            k = math.prod(module.kernel_size)
+            per_in = module.out_channels // module.groups * k
+            total += 2 * inputs[0].numel() * per_in
+        elif isinstance(module, nn.Conv2d):
+            k = math.prod(module.kernel_size)
+            total += 2 * output.numel() * (module.in_channels // module.groups) * k
+        elif isinstance(module, nn.Linear):
+            total += 2 * output.numel() * module.in_features
+
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)
+    ]
     p = next(model.parameters())
     x = torch.zeros(tuple(input_shape), dtype=p.dtype, device=p.device)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad():
             model(x)
     finally:
         model.train(was_training)
-    return int(counter.get_total_flops())
+        for h in handles:
+            h.remove()
+    return int(total)

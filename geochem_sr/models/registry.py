@@ -1,0 +1,91 @@
+"""Networks by name: ``get_model(name, in_channels, out_channels, **kwargs)``.
+
+Each network stores its constructor arguments in ``model.config`` (JSON-serialisable), so a
+model file rebuilds it with ``get_model(model.model_name, **model.config)``. Every network
+also has ``receptive_field`` (cells; halo of a tile = ``receptive_field // 2``) and
+``size_multiple`` (input height and width must be multiples of it).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from geochem_sr.errors import SchemaError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+__all__ = ["get_model", "available_models", "model_class"]
+
+# name -> (module, class); modules are imported on first use
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "multilevel_unet": ("geochem_sr.models.multilevel_unet", "MultiLevelUNet"),
+    "srcnn": ("geochem_sr.models.srcnn", "SRCNN"),
+    "vdsr": ("geochem_sr.models.vdsr", "VDSR"),
+    "unet": ("geochem_sr.models.unet", "UNet"),
+}
+
+
+def available_models() -> list[str]:
+    """Names accepted by :func:`get_model`.
+
+    Returns
+    -------
+    list of str
+        ``["multilevel_unet", "srcnn", "vdsr", "unet"]``.
+    """
+    return list(_REGISTRY)
+
+
+def model_class(name: str) -> type[nn.Module]:
+    """The network class registered under ``name``.
+
+    Raises
+    ------
+    SchemaError
+        If ``name`` is not registered; the message lists the valid names.
+    """
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise SchemaError(
+            f"model: expected one of {', '.join(available_models())}, found {name!r}"
+        )
+    module, cls = _REGISTRY[name]
+    return getattr(importlib.import_module(module), cls)
+
+
+def get_model(name: str, in_channels: int, out_channels: int, **kwargs: Any) -> nn.Module:
+    """Build a network by name.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`available_models`.
+    in_channels : int
+        Number of input channels (18 in the paper).
+    out_channels : int
+        Number of output channels, one residual map per element (10 in the paper).
+    **kwargs
+        Network-specific arguments, e.g. ``base_channels``, ``depth``, ``features``,
+        ``activation`` (``"smooth_relu"``, ``"relu"``, ``"leaky_relu"``, ``"gelu"``).
+
+    Returns
+    -------
+    torch.nn.Module
+        Maps ``(N, in_channels, H, W)`` to the residual ``(N, out_channels, H, W)``.
+
+    Raises
+    ------
+    SchemaError
+        On an unknown name, activation, or argument, or a non-positive channel count.
+
+    Examples
+    --------
+    >>> net = get_model("vdsr", in_channels=18, out_channels=10, depth=8)
+    >>> rebuilt = get_model("vdsr", **net.config)
+    """
+    cls = model_class(name)
+    try:
+        return cls(in_channels, out_channels, **kwargs)
+    except TypeError as err:  # unexpected keyword
+        raise SchemaError(f"model {name!r}: invalid arguments {sorted(kwargs)}: {err}") from err
