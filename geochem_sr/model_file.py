@@ -104,6 +104,12 @@ class GeoSRModel:
     package_version: str = ""
     created: str = ""
 
+    def __post_init__(self) -> None:
+        if not self.package_version:
+            from geochem_sr import __version__
+
+            self.package_version = __version__
+
     # ------------------------------------------------------------------ network
     def build_network(self, device: str | None = None) -> torch.nn.Module:
         """Instantiate the network with the stored weights, in eval mode."""
@@ -195,19 +201,28 @@ class GeoSRModel:
         meta_json, state = payload.get("meta_json"), payload.get("state_dict")
         if not isinstance(meta_json, str) or not isinstance(state, dict):
             raise ModelFileError(f"model file '{path}': metadata or weights missing")
+        if not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ModelFileError(f"model file '{path}': weights hold values that are not tensors")
         if _digest(meta_json, state) != payload.get("digest"):
             raise ModelFileError(
                 f"model file '{path}': content does not match its digest "
                 "(the file was modified or damaged); refusing to load it"
             )
-        meta = json.loads(meta_json)
-        meta.pop("format", None)
-        meta["norm_stats"] = {k: (float(v[0]), float(v[1])) for k, v in meta["norm_stats"].items()}
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(meta) - names
-        if unknown:
-            raise ModelFileError(f"model file '{path}': unknown fields {sorted(unknown)}")
-        return cls(state_dict=state, **meta)
+        try:
+            meta = json.loads(meta_json)
+            meta.pop("format", None)
+            meta["norm_stats"] = {
+                k: (float(v[0]), float(v[1])) for k, v in meta["norm_stats"].items()
+            }
+            names = {f.name for f in dataclasses.fields(cls)}
+            unknown = set(meta) - names
+            if unknown:
+                raise ModelFileError(f"model file '{path}': unknown fields {sorted(unknown)}")
+            return cls(state_dict=state, **meta)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if isinstance(exc, ModelFileError):
+                raise
+            raise ModelFileError(f"model file '{path}': metadata incomplete ({exc!r})") from exc
 
     # ------------------------------------------------------------------ checks
     def check_compatible(self, ds: xr.Dataset) -> None:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-import xarray as xr
+import os
 
-from geochem_sr import schema
+# one BLAS/torch thread per test process: pytest-xdist runs one process per core
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from geochem_sr import schema  # noqa: E402
 
 
 def make_survey(ny: int = 16, nx: int = 20, elements=("As", "Cu", "Au"), seed: int = 0,
