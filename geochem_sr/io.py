@@ -396,6 +396,7 @@ def _gis_attrs(ds: xr.Dataset) -> xr.Dataset:
     out = ds.copy()
     for name, var in out.data_vars.items():
         if schema.X in var.dims and schema.Y in var.dims:
+            var.encoding.pop("grid_mapping", None)
             var.attrs["grid_mapping"] = schema.SPATIAL_REF
             if wkt:
                 var.attrs["_CRS"] = {"wkt": wkt}
