@@ -1,0 +1,367 @@
+"""Benchmark of tiled super-resolution, Zarr to Zarr (issue 6).
+
+For each region size: a synthetic survey store (10 elements, terrain, a 5-dimensional
+geology embedding: the paper's 18 channels, 19 here with aspect as sin/cos) is written with
+Dask, then a *fresh process* runs :func:`geochem_sr.inference.predict_to_zarr` on it and,
+in the same process, the bare network forward over the same windows (tensors already in
+memory, same network object, same torch threads). Reported: cells/s of both, their ratio,
+peak RSS of the prediction process, the cost of 4x the area, and a projection to 8192^2
+from the measured per-tile cost and RSS.
+
+Floors (issue 6): pipeline throughput >= 85 % of the bare forward; 4x the area <= 4.4x the
+time with peak RSS within 1.25x; an 8192^2 region (projected) under 4 GB of RSS.
+
+Usage::
+
+    python benchmarks/bench_inference.py                      # paper network, 2048^2, 4096^2
+    python benchmarks/bench_inference.py --quick              # base_channels 16, 1024^2, 2048^2
+    python benchmarks/bench_inference.py --sizes 512 1024 --base-channels 64 --label full
+
+Results are merged by ``--label`` into ``benchmarks/results/inference.json`` and the table
+``benchmarks/results/inference.md`` is rewritten from all labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CELL = 25.0
+GB = 1e9
+
+
+# --------------------------------------------------------------------------- children
+def make_input(path: Path, n: int, seed: int) -> None:
+    """A synthetic survey store of n x n cells, generated and written chunk by chunk."""
+    import dask.array as da
+    import numpy as np
+
+    import geochem_sr as gs
+    from geochem_sr import schema
+
+    g = schema.make_grid((500000.0, 4000000.0, 500000.0 + n * CELL, 4000000.0 + n * CELL),
+                         CELL, "EPSG:32650")
+    els = list(schema.DEFAULT_ELEMENTS)
+    rs = da.random.RandomState(seed)
+    c = 512
+    lr = (10.0 ** rs.normal(0.0, 0.3, size=(len(els), n, n), chunks=(len(els), c, c)))
+    elev = rs.normal(1500.0, 200.0, size=(n, n), chunks=(c, c))
+    slope = rs.uniform(0.0, 40.0, size=(n, n), chunks=(c, c))
+    aspect = rs.uniform(0.0, 360.0, size=(n, n), chunks=(c, c))
+    emb = rs.normal(0.0, 1.0, size=(5, n, n), chunks=(5, c, c))
+    yx = (schema.Y, schema.X)
+    ds = g.assign({
+        schema.LR: ((schema.ELEMENT, *yx), lr.astype(np.float32)),
+        schema.ELEVATION: (yx, elev.astype(np.float32)),
+        schema.SLOPE: (yx, slope.astype(np.float32)),
+        schema.ASPECT: (yx, aspect.astype(np.float32)),
+        schema.GEOLOGY_EMBEDDING: ((schema.EMBEDDING, *yx), emb.astype(np.float32)),
+    }).assign_coords({
+        schema.ELEMENT: els,
+        schema.ELEMENT_UNITS: (schema.ELEMENT, [schema.DEFAULT_UNITS[e] for e in els]),
+    })
+    gs.write_survey(ds, path)
+
+
+def make_model(path: Path, base: int, seed: int) -> None:
+    """The paper's multi-level U-Net (``base_channels=64``), freshly initialised (speed only)."""
+    import torch
+
+    from geochem_sr import schema
+    from geochem_sr.channels import channel_names
+    from geochem_sr.model_file import GeoSRModel
+    from geochem_sr.models import get_model
+
+    els = list(schema.DEFAULT_ELEMENTS)
+    chans = channel_names("geochem+terrain+geology", els)
+    torch.manual_seed(seed)
+    net = get_model("multilevel_unet", in_channels=len(chans), out_channels=len(els),
+                    base_channels=base)
+    GeoSRModel(network_name="multilevel_unet", network_config=net.config,
+               state_dict=net.state_dict(), inputs="geochem+terrain+geology", channels=chans,
+               elements=els, units={e: schema.DEFAULT_UNITS[e] for e in els},
+               norm_stats={c: (0.0, 1.0) for c in chans}).save(path)
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def run_predict(args: argparse.Namespace) -> dict:
+    """Bare forward (first half of the windows), pipeline, bare forward (second half), in
+    this fresh process, so that both see the same machine load; print one JSON line."""
+    import numpy as np
+    import torch
+
+    import geochem_sr as gs
+    from geochem_sr import inference
+    from geochem_sr.model_file import GeoSRModel
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
+    model = GeoSRModel.load(args.model)
+    out = Path(args.out)
+    shutil.rmtree(out, ignore_errors=True)
+
+    # the windows the pipeline runs the network on (core + 2 halo, rounded to the stride)
+    n = args.size
+    yb, xb = inference.tile_bounds((n, n), model, args.tile)
+    halo = inference.default_halo(model)
+    m = inference._geometry(model).size_multiple
+    n_aug = 8 if args.uncertainty else 1
+    windows = [(inference._round_up(ye - ys + 2 * halo, m),
+                inference._round_up(xe - xs + 2 * halo, m))
+               for ys, ye in yb for xs, xe in xb for _ in range(n_aug)]
+    net = inference._network(model, model.digest, "cpu")  # the object the pipeline uses
+    tensors = {hw: torch.randn(1, len(model.channels), *hw).contiguous(
+        memory_format=torch.channels_last) for hw in set(windows)}
+    sample = windows if not args.bare_sample else windows[:args.bare_sample]
+    scale = len(windows) / len(sample)
+
+    def bare(part: list) -> tuple[float, float]:
+        c0, t0 = _cpu(), time.perf_counter()
+        with torch.inference_mode():
+            for hw in part:
+                net(tensors[hw])
+        return time.perf_counter() - t0, _cpu() - c0
+
+    with torch.inference_mode():  # warm-up: one forward per shape, untimed
+        for x in tensors.values():
+            net(x)
+    half = len(sample) // 2
+    t_b1, c_b1 = bare(sample[:half])
+
+    c0, t0 = _cpu(), time.perf_counter()
+    inference.predict_to_zarr(args.input, out, model, tile=args.tile,
+                              uncertainty=args.uncertainty, progress=False)
+    t_pipe, c_pipe = time.perf_counter() - t0, _cpu() - c0
+    rss_pipe = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    t_b2, c_b2 = bare(sample[half:])
+    t_bare, c_bare = (t_b1 + t_b2) * scale, (c_b1 + c_b2) * scale
+    window_cells = sum(h * w for h, w in windows) // n_aug
+    tiles = len(windows) // n_aug
+    ok = bool(np.isfinite(gs.open_survey(out)["hr_pred"][0, :64, :64].values).all())
+    return {
+        "size": n, "tile": args.tile, "halo": halo, "tiles": tiles,
+        "cells": n * n, "window_cells": window_cells,
+        "halo_overhead": window_cells / (n * n),
+        "pipeline_s": t_pipe, "bare_s": t_bare, "bare_projected": scale > 1,
+        "pipeline_cells_per_s": n * n / t_pipe, "bare_cells_per_s": n * n / t_bare,
+        "throughput_ratio": t_bare / t_pipe,
+        "pipeline_cpu_s": c_pipe, "bare_cpu_s": c_bare, "cpu_ratio": c_bare / c_pipe,
+        "peak_rss_gb": rss_pipe / GB,
+        "torch_threads": torch.get_num_threads(),
+        "uncertainty": bool(args.uncertainty),
+        "load_average": [load_before, os.getloadavg()[0]],
+        "output_complete_and_finite": ok,
+    }
+
+
+def child(cmd: list[str]) -> dict | None:
+    """Run this script as a fresh process; return the JSON it prints last."""
+    proc = subprocess.run([sys.executable, __file__, *cmd], capture_output=True, text=True)
+    if proc.returncode:
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
+        raise SystemExit(f"child {cmd[:2]} failed ({proc.returncode})")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    return json.loads(lines[-1]) if lines else None
+
+
+# --------------------------------------------------------------------------- report
+def summarise(runs: list[dict]) -> dict:
+    runs = sorted(runs, key=lambda r: r["size"])
+    out: dict = {"floors": {}}
+    out["floors"]["throughput_ratio_min"] = min(r["throughput_ratio"] for r in runs)
+    out["floors"]["cpu_ratio_min"] = min(r["cpu_ratio"] for r in runs)
+    out["floors"]["throughput_ok"] = out["floors"]["throughput_ratio_min"] >= 0.85
+    pairs = []
+    for a in runs:
+        for b in runs:
+            if b["cells"] == 4 * a["cells"]:
+                pairs.append({
+                    "from": a["size"], "to": b["size"],
+                    "time_ratio": b["pipeline_s"] / a["pipeline_s"],
+                    "cpu_time_ratio": b["pipeline_cpu_s"] / a["pipeline_cpu_s"],
+                    "rss_ratio": b["peak_rss_gb"] / a["peak_rss_gb"],
+                })
+    out["scaling"] = pairs
+    if pairs:
+        out["floors"]["time_4x_ok"] = all(p["time_ratio"] <= 4.4 for p in pairs)
+        out["floors"]["rss_4x_ok"] = all(p["rss_ratio"] <= 1.25 for p in pairs)
+    big = runs[-1]
+    per_tile = big["pipeline_s"] / big["tiles"]
+    tiles_8192 = math.ceil(8192 / big["tile"]) ** 2
+    out["projection_8192"] = {
+        "tiles": tiles_8192,
+        "per_tile_s": per_tile,
+        "time_s": per_tile * tiles_8192,
+        "peak_rss_gb": max(r["peak_rss_gb"] for r in runs),
+        "basis": f"per-tile cost of the {big['size']}^2 run; RSS flat across sizes "
+                 "(one tile in flight)",
+    }
+    out["floors"]["rss_8192_ok"] = out["projection_8192"]["peak_rss_gb"] < 4.0
+    return out
+
+
+def write_results(label: str, meta: dict, runs: list[dict], summary: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "inference.json"
+    allres = json.loads(path.read_text()) if path.exists() else {}
+    allres[label] = {"meta": meta, "runs": runs, "summary": summary}
+    path.write_text(json.dumps(allres, indent=2) + "\n")
+    lines = ["# Tiled super-resolution, Zarr to Zarr (`benchmarks/bench_inference.py`)", "",
+             "Pipeline = `predict_to_zarr` (read input Zarr, stack + normalise channels, "
+             "network, write output Zarr region by region with the resume ledger), local, "
+             "in a fresh process. Bare = the same network object on the same windows "
+             "(tensors already in memory), same process and torch threads, half of the "
+             "windows timed just before the pipeline and half just after. "
+             "`halo overhead` = cells the network sees / cells predicted (exact halo). "
+             "Ratio = bare time / pipeline time (throughput of the pipeline relative to the "
+             "bare forward); the CPU-time ratio (process user+sys) is the same comparison "
+             "without the waiting for a core that a shared machine adds. `load avg` = the "
+             "machine's 1-minute load average at start and end (2 cores).", ""]
+    for lab, res in allres.items():
+        m = res["meta"]
+        lines += [f"## {lab}", "",
+                  f"`{m['command']}` -- {m['network']}, tile {m['tile']}, "
+                  f"uncertainty={m['uncertainty']}, torch threads {m['threads']}, "
+                  f"{m['machine']}, {m['date']}", "",
+                  "| region | tiles | halo overhead | pipeline s | pipeline cells/s | "
+                  "bare s | bare cells/s | ratio (wall) | ratio (CPU time) | peak RSS GB | "
+                  "load avg |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in res["runs"]:
+            star = "*" if r["bare_projected"] else ""
+            lines.append(
+                f"| {r['size']}^2 | {r['tiles']} | {r['halo_overhead']:.2f} | "
+                f"{r['pipeline_s']:.1f} | {r['pipeline_cells_per_s']:,.0f} | "
+                f"{r['bare_s']:.1f}{star} | {r['bare_cells_per_s']:,.0f} | "
+                f"{r['throughput_ratio']:.3f} | {r['cpu_ratio']:.3f} | "
+                f"{r['peak_rss_gb']:.2f} | {r['load_average'][0]:.1f}-{r['load_average'][1]:.1f} |")
+        s = res["summary"]
+        f = s["floors"]
+        ok = "PASS" if f["throughput_ok"] else "FAIL"
+        lines += ["", f"- throughput pipeline/bare >= 0.85: min {f['throughput_ratio_min']:.3f} "
+                      f"(wall) -> {ok}; by CPU time min {f['cpu_ratio_min']:.3f}"]
+        for p in s["scaling"]:
+            ok = "PASS" if p["time_ratio"] <= 4.4 and p["rss_ratio"] <= 1.25 else "FAIL"
+            lines.append(f"- {p['from']}^2 -> {p['to']}^2 (4x area): time "
+                         f"x{p['time_ratio']:.2f} (CPU time x{p['cpu_time_ratio']:.2f}; "
+                         f"<= 4.4), peak RSS x{p['rss_ratio']:.2f} (<= 1.25) -> {ok}")
+        pr = s["projection_8192"]
+        lines.append(f"- 8192^2 projected: {pr['tiles']} tiles x {pr['per_tile_s']:.1f} s = "
+                     f"{pr['time_s'] / 60:.0f} min, peak RSS {pr['peak_rss_gb']:.2f} GB (< 4) "
+                     f"-> {'PASS' if f['rss_8192_ok'] else 'FAIL'} ({pr['basis']})")
+        if any(r["bare_projected"] for r in res["runs"]):
+            lines.append("- `*` bare forward timed on a sample of the (identical) windows and "
+                         "scaled to all of them")
+        lines.append("")
+    (RESULTS / "inference.md").write_text("\n".join(lines))
+
+
+# --------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true",
+                   help="base_channels 16 at 1024^2 and 2048^2 (a few minutes on 2 cores)")
+    p.add_argument("--sizes", type=int, nargs="+", help="region sizes (cells per side)")
+    p.add_argument("--base-channels", type=int, help="multi-level U-Net width (paper: 64)")
+    p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--uncertainty", action="store_true", help="with TTA (8 forwards per tile)")
+    p.add_argument("--bare-sample", type=int, default=0,
+                   help="time at most this many bare forwards per window shape, scale up")
+    p.add_argument("--label", help="results key (default from the settings)")
+    p.add_argument("--workdir", help="where the stores go (default: a temporary folder)")
+    p.add_argument("--keep", action="store_true", help="keep the stores")
+    p.add_argument("--render", action="store_true",
+                   help="only rewrite inference.md (and summaries) from inference.json")
+    # child modes (internal)
+    p.add_argument("--child", choices=["input", "model", "predict"], help=argparse.SUPPRESS)
+    p.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--input", help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.child == "input":
+        make_input(Path(args.out), args.size, seed=0)
+        return 0
+    if args.child == "model":
+        make_model(Path(args.out), args.base_channels, seed=0)
+        return 0
+    if args.child == "predict":
+        print(json.dumps(run_predict(args)), flush=True)
+        return 0
+
+    if args.render:
+        path = RESULTS / "inference.json"
+        allres = json.loads(path.read_text())
+        for res in allres.values():
+            res["summary"] = summarise(res["runs"])
+        path.write_text(json.dumps(allres, indent=2) + "\n")
+        for lab, res in allres.items():
+            write_results(lab, res["meta"], res["runs"], res["summary"])
+        return 0
+    sizes = args.sizes or ([1024, 2048] if args.quick else [2048, 4096])
+    base = args.base_channels or (16 if args.quick else 64)
+    label = args.label or f"multilevel_unet base {base}, sizes {'/'.join(map(str, sizes))}"
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_inference_"))
+    work.mkdir(parents=True, exist_ok=True)
+    model_path = work / f"model_b{base}.pt"
+    try:
+        if not model_path.exists():
+            child(["--child", "model", "--base-channels", str(base), "--out", str(model_path)])
+        runs = []
+        for n in sizes:
+            src = work / f"in_{n}.zarr"
+            if not src.exists():
+                t0 = time.perf_counter()
+                child(["--child", "input", "--size", str(n), "--out", str(src)])
+                print(f"input {n}^2 written in {time.perf_counter() - t0:.0f} s", flush=True)
+            cmd = ["--child", "predict", "--size", str(n), "--input", str(src), "--model",
+                   str(model_path), "--out", str(work / f"out_{n}.zarr"), "--tile",
+                   str(args.tile), "--threads", str(args.threads), "--bare-sample",
+                   str(args.bare_sample)] + (["--uncertainty"] if args.uncertainty else [])
+            r = child(cmd)
+            runs.append(r)
+            print(f"{n}^2: pipeline {r['pipeline_s']:.1f} s ({r['pipeline_cells_per_s']:,.0f} "
+                  f"cells/s), bare {r['bare_s']:.1f} s ({r['bare_cells_per_s']:,.0f} cells/s), "
+                  f"ratio {r['throughput_ratio']:.3f} (CPU {r['cpu_ratio']:.3f}), peak RSS "
+                  f"{r['peak_rss_gb']:.2f} GB, load {r['load_average']}", flush=True)
+            shutil.rmtree(work / f"out_{n}.zarr", ignore_errors=True)
+        summary = summarise(runs)
+        meta = {
+            "command": "python benchmarks/bench_inference.py "
+                       + shlex.join(argv or sys.argv[1:]),
+            "network": f"multilevel_unet base_channels={base} (19 channels -> 10 elements)",
+            "tile": args.tile, "uncertainty": bool(args.uncertainty),
+            "threads": runs[0]["torch_threads"],
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
+            "date": time.strftime("%Y-%m-%d"),
+        }
+        write_results(label, meta, runs, summary)
+        print(json.dumps(summary, indent=2))
+    finally:
+        if not args.keep and not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
