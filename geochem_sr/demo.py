@@ -78,7 +78,10 @@ def run_demo(
 
     scores = ds.geosr.evaluate(pred)
     scores.to_csv(out / "scores.csv")
-    merged = ds[[schema.LR, schema.HR]].merge(pred[[schema.HR_PRED]])
+    import xarray as xr
+
+    merged = xr.merge([ds[[schema.LR, schema.HR]], pred[[schema.HR_PRED]]],
+                      compat="override", join="override")
     fig = merged.geosr.compare(list(elements_to_plot))
     fig.savefig(out / "comparison.png", dpi=110, bbox_inches="tight")
     timings["total_s"] = time.perf_counter() - t0
