@@ -1,0 +1,82 @@
+"""The command line, end to end on a small synthetic region (real Zarr, real GDAL)."""
+
+import subprocess
+import sys
+
+import pytest
+import rasterio
+
+import geochem_sr as gs
+from geochem_sr.cli import build_parser, main
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    rc = main(["demo", "--out", str(out), "--size-km", "6.4", "--epochs", "1",
+               "--network", "srcnn"])
+    assert rc == 0
+    return out
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    for cmd in ("demo", "build", "train", "predict", "evaluate", "experiment"):
+        assert cmd in text
+
+
+def test_console_script_runs():
+    res = subprocess.run([sys.executable, "-m", "geochem_sr.cli", "predict", "--help"],
+                         capture_output=True, text=True, check=True)
+    assert "--scheduler" in res.stdout and "--tile" in res.stdout
+
+
+def test_build_synthetic_opens_in_gdal(tmp_path):
+    out = tmp_path / "s.zarr"
+    assert main(["build", str(out), "--synthetic", "--size-km", "3.2", "--method", "idw"]) == 0
+    ds = gs.open_survey(out)
+    assert {"lr", "hr", "slope", "aspect", "geology_embedding"} <= set(ds.data_vars)
+    with rasterio.open(f'ZARR:"{out}":/lr') as src:
+        assert src.crs == ds.rio.crs
+        assert src.transform == ds.rio.transform()
+        assert src.count == ds.sizes["element"]
+
+
+def test_build_without_samples_fails_cleanly(tmp_path, capsys):
+    out = tmp_path / "s.zarr"
+    assert main(["build", str(out)]) == 2
+    assert "--sparse" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_demo_writes_everything(demo_dir):
+    for name in ("survey.zarr", "model.pt", "prediction.zarr", "comparison.png", "scores.csv"):
+        assert (demo_dir / name).exists(), name
+    pred = gs.open_survey(demo_dir / "prediction.zarr")
+    assert "hr_pred" in pred and pred.rio.crs is not None
+    with rasterio.open(f'ZARR:"{demo_dir / "prediction.zarr"}":/hr_pred') as src:
+        assert src.crs == pred.rio.crs
+
+
+def test_train_predict_evaluate_commands(demo_dir, tmp_path, capsys):
+    model = tmp_path / "m.pt"
+    survey = demo_dir / "survey.zarr"
+    assert main(["train", str(survey), "--model-out", str(model), "--network", "srcnn",
+                 "--epochs", "1", "--no-calibrate"]) == 0
+    assert "GeoSRModel srcnn" in capsys.readouterr().out
+    pred = tmp_path / "p.zarr"
+    assert main(["predict", str(survey), str(pred), "--model", str(model), "--tile", "64",
+                 "--no-uncertainty"]) == 0
+    assert main(["evaluate", str(pred), "--survey", str(survey)]) == 0
+    assert "psnr_avg" in capsys.readouterr().out
+
+
+def test_predict_with_bad_model_file(demo_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    out = tmp_path / "p.zarr"
+    assert main(["predict", str(demo_dir / "survey.zarr"), str(out), "--model", str(bad)]) == 2
+    assert "model file" in capsys.readouterr().err
+    assert not out.exists()
