@@ -23,7 +23,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check geochem_sr tests benchmarks
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
-	# notebook run added with notebooks/quickstart.ipynb
+	$(PY) -m pytest -q --nbmake notebooks/quickstart.ipynb
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check geochem_sr tests benchmarks
