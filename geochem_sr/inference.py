@@ -396,7 +396,8 @@ def _end_pad(x: np.ndarray, m: int) -> np.ndarray:
 
 
 def _calibrate(model: GeoSRModel, spread: np.ndarray) -> np.ndarray:
-    """``std_scale * max(spread, std_floor)`` per calibrated element; raw spread elsewhere.
+    """``std_scale * max(shrinkage * spread, std_floor)`` per calibrated element (the rule of
+    :func:`geochem_sr.trust.calibrated_std`); raw spread elsewhere.
 
     The rule of :mod:`geochem_sr.trust` (``std_floor`` in ``model.extra["std_floor"]``):
     where the 8 orientations agree (spread ~ 0) a calibrated uncertainty is not zero.
@@ -406,7 +407,8 @@ def _calibrate(model: GeoSRModel, spread: np.ndarray) -> np.ndarray:
     for k, el in enumerate(model.elements):
         if el in model.std_scale:
             floor = np.float32(floors.get(el, 0.0))
-            out[k] = np.float32(model.std_scale[el]) * np.maximum(out[k], floor)
+            shrink = np.float32(model.shrinkage_of(el))
+            out[k] = np.float32(model.std_scale[el]) * np.maximum(shrink * out[k], floor)
     return out
 
 
@@ -702,6 +704,7 @@ def super_resolve(
     device: str | None = None,
     batch_size: int | None = None,
     reembed: bool = False,
+    applicability: bool | None = None,
 ) -> xr.Dataset:
     """Super-resolve a survey dataset, lazily: nothing is computed until asked.
 
@@ -729,6 +732,9 @@ def super_resolve(
     reembed : bool, default False
         Re-embed ``lithology`` with the model's geology vocabulary, replacing the
         dataset's ``geology_embedding`` (when they differ the model check refuses).
+    applicability : bool, optional
+        Add ``dissimilarity`` and ``aoa`` (:func:`geochem_sr.trust.applicability`);
+        default: when the model carries an area-of-applicability reference.
 
     Returns
     -------
@@ -812,6 +818,15 @@ def super_resolve(
             "units": "log10", "description": UNCERTAINTY_MEANING})
     pred = xr.Dataset(variables, coords=coords,
                       attrs=_provenance(model, digest, tile, halo, bool(uncertainty)))
+    if applicability is None:
+        applicability = "reference" in (model.aoa or {})
+    if applicability:
+        from geochem_sr.trust import applicability as _applicability
+
+        app = _applicability(ds, model).chunk({schema.Y: ych, schema.X: xch})
+        for name in (schema.DISSIMILARITY, schema.AOA):
+            pred[name] = app[name].drop_vars(
+                [c for c in app[name].coords if c not in (schema.X, schema.Y)])
     for var in pred.data_vars.values():
         var.encoding.pop("grid_mapping", None)
     return pred
@@ -1209,7 +1224,8 @@ def predict_to_zarr(
     src, out = Path(in_path).resolve(), Path(out_path)
     ds = gio.open_survey(src)
     pred = super_resolve(ds, model, tile=tile, halo=halo, uncertainty=uncertainty,
-                         device=device, batch_size=batch_size, reembed=reembed)
+                         device=device, batch_size=batch_size, reembed=reembed,
+                         applicability=False)
     tile_, halo_ = (int(pred.attrs[f"{_ATTR_PREFIX}{k}"]) for k in ("tile", "halo"))
     digest = pred.attrs[f"{_ATTR_PREFIX}model_digest"]
     identity = {
@@ -1241,5 +1257,28 @@ def predict_to_zarr(
     missing = [t for t in job.tiles() if t not in _done_tiles(out)]
     if missing:  # pragma: no cover - every path above raises first
         raise GeoSRError(f"output store '{out}': tiles {missing[:5]} were not written")
+    if "reference" in (model.aoa or {}):
+        _write_applicability(ds, model, out, reembed)
     _finish(out)
     return out
+
+
+def _write_applicability(ds: xr.Dataset, model: GeoSRModel, out: Path, reembed: bool) -> None:
+    """Add ``dissimilarity`` and ``aoa`` to a finished store (one lazy pass, chunk by chunk).
+
+    Runs before the incomplete marker is removed; a rerun after a crash here writes the
+    two variables again (``mode="a"`` replaces them).
+    """
+    import geochem_sr.io as gio
+    from geochem_sr.trust import applicability as _applicability
+
+    app = _applicability(_prepare_inputs(ds, model, reembed), model)
+    app = app.drop_vars([c for c in app.coords if c not in (schema.X, schema.Y)])
+    app = gio._gis_attrs(app.rio.write_crs(ds.rio.crs)).drop_vars(
+        [c for c in (schema.SPATIAL_REF,) if c in app.coords])
+    for var in app.data_vars.values():
+        var.encoding.pop("grid_mapping", None)
+        var.attrs["grid_mapping"] = schema.SPATIAL_REF
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=f".*{LEDGER_DIR}")
+        app.to_zarr(out, mode="a", zarr_format=2, consolidated=False)

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import rasterio
 
@@ -56,8 +57,27 @@ def test_demo_writes_everything(demo_dir):
         assert (demo_dir / name).exists(), name
     pred = gs.open_survey(demo_dir / "prediction.zarr")
     assert "hr_pred" in pred and pred.rio.crs is not None
+    # a calibrated model brings its area of applicability into the output store
+    assert {"aoa", "dissimilarity", "hr_pred_std"} <= set(pred.data_vars)
+    assert pred.aoa.dtype == bool and 0.5 < float(pred.aoa.mean()) <= 1.0
     with rasterio.open(f'ZARR:"{demo_dir / "prediction.zarr"}":/hr_pred') as src:
         assert src.crs == pred.rio.crs
+
+
+def test_lazy_super_resolve_equals_store(demo_dir):
+    ds = gs.open_survey(demo_dir / "survey.zarr")
+    model = gs.GeoSRModel.load(demo_dir / "model.pt")
+    lazy = ds.geosr.super_resolve(model, tile=64)
+    stored = gs.open_survey(demo_dir / "prediction.zarr")
+    for name in ("hr_pred", "hr_pred_std", "aoa"):
+        np.testing.assert_allclose(lazy[name].values, stored[name].values, rtol=1e-5)
+    # hr_pred_std follows the calibration rule of trust.calibrated_std
+    from geochem_sr.trust import calibrated_std
+
+    raw = ds.geosr.super_resolve(model.__class__(**{**model.__dict__, "std_scale": {}}),
+                                 tile=64).hr_pred_std
+    np.testing.assert_allclose(lazy.hr_pred_std.values,
+                               np.asarray(calibrated_std(raw.values, model)), rtol=1e-5)
 
 
 def test_train_predict_evaluate_commands(demo_dir, tmp_path, capsys):
