@@ -669,25 +669,6 @@ def _prepare(ds: xr.Dataset, model: GeoSRModel) -> xr.Dataset:
 
 
 # =========================================================================== applicability
-def _unit_names(lith: xr.DataArray) -> dict[int, str]:
-    """Code -> unit name from ``units_json`` or CF ``flag_values``/``flag_meanings``."""
-    attrs = lith.attrs
-    if "units_json" in attrs:
-        obj = attrs["units_json"]
-        obj = json.loads(obj) if isinstance(obj, str) else obj
-        if isinstance(obj, dict):
-            if all(isinstance(v, int | np.integer) for v in obj.values()):
-                return {int(v): str(k) for k, v in obj.items()}
-            return {int(k): str(v) for k, v in obj.items()}
-        return {i: str(n) for i, n in enumerate(obj)}
-    if "flag_meanings" in attrs:
-        names = attrs["flag_meanings"]
-        names = names.split() if isinstance(names, str) else [str(n) for n in names]
-        codes = np.atleast_1d(attrs.get("flag_values", np.arange(len(names)))).tolist()
-        return {int(c): str(n).replace("_", " ") for c, n in zip(codes, names, strict=False)}
-    return {}
-
-
 def _unit_label(code: int, names: Mapping[int, str]) -> str:
     if code < 0:
         return _NO_UNIT_NAME
@@ -737,8 +718,10 @@ def _aoa_reference(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray, seed:
     thr = float(train_di[train_di <= upper].max())
     units: list[str] = []
     if schema.LITHOLOGY in ds.data_vars:
+        from geochem_sr.plotting import unit_names  # no matplotlib at import
+
         lith = ds[schema.LITHOLOGY]
-        names = _unit_names(lith)
+        names = unit_names(lith)
         seen = np.unique(np.asarray(lith.isel(box).values)[tmask])
         units = sorted({_unit_label(int(c), names) for c in seen})
     return {
@@ -830,8 +813,10 @@ def applicability(ds: xr.Dataset, model: GeoSRModel) -> xr.Dataset:
     flag = dissim.notnull() & (dissim <= thr)
     lith_note = "not checked (no lithology in the dataset)"
     if schema.LITHOLOGY in ds.data_vars:
+        from geochem_sr.plotting import unit_names  # no matplotlib at import
+
         lith = ds[schema.LITHOLOGY]
-        names = _unit_names(lith)
+        names = unit_names(lith)
         seen = set(aoa.get("lithology_seen", []))
         present = np.unique(np.asarray(lith.attrs.get("flag_values", []), dtype=np.int64))
         candidates = set(present.tolist()) | set(names) | {-1}

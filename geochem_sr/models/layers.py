@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -37,6 +37,7 @@ __all__ = [
     "ConvAct",
     "check_positive_int",
     "check_spatial",
+    "SRNetwork",
     "zero_init",
     "he_init",
     "count_parameters",
@@ -187,6 +188,61 @@ def check_spatial(x: torch.Tensor, in_channels: int, multiple: int, model: str) 
             f"{model} input: expected height and width that are positive multiples of "
             f"{multiple}, found {h}x{w}"
         )
+
+
+class SRNetwork(nn.Module):
+    """Base of the networks: ``model_name``, ``config``, ``size_multiple``, input checks.
+
+    A subclass sets ``model_name``, calls :meth:`_set_config` first in ``__init__`` and
+    :meth:`_init_weights` last, starts ``forward`` with :meth:`_check_input`, and defines
+    ``receptive_field`` (and ``size_multiple`` where it is not 1).
+
+    Attributes
+    ----------
+    model_name : str
+        The registry name (:func:`geochem_sr.models.get_model`).
+    config : dict
+        Constructor arguments; ``get_model(model_name, **config)`` rebuilds the network.
+    size_multiple : int
+        Input height and width must be multiples of this.
+    """
+
+    model_name: ClassVar[str] = ""
+    size_multiple: int = 1
+    config: dict[str, Any]
+
+    def _set_config(
+        self, in_channels: int, out_channels: int, *, positive: Sequence[str] = (), **params: Any
+    ) -> dict[str, Any]:
+        """Check the constructor arguments and store them, in this order, in ``config``.
+
+        ``in_channels``, ``out_channels`` and the ``params`` named in ``positive`` must be
+        positive integers (stored as int); ``params["activation"]`` must be one of
+        :data:`ACTIVATIONS`.
+
+        Raises
+        ------
+        SchemaError
+            On a non-positive integer or an unknown activation.
+        """
+        config: dict[str, Any] = {
+            "in_channels": check_positive_int("in_channels", in_channels),
+            "out_channels": check_positive_int("out_channels", out_channels),
+        }
+        for name, value in params.items():
+            config[name] = check_positive_int(name, value) if name in positive else value
+        make_activation(config["activation"])  # validates the name
+        self.config = config
+        return config
+
+    def _init_weights(self) -> None:
+        """He initialisation everywhere, then the ``output`` layer at zero (residual 0)."""
+        he_init(self)
+        zero_init(self.output)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        """:func:`check_spatial` against ``config["in_channels"]`` and ``size_multiple``."""
+        check_spatial(x, self.config["in_channels"], self.size_multiple, self.model_name)
 
 
 def zero_init(module: nn.Module) -> None:

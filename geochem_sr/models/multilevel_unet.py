@@ -65,20 +65,13 @@ multiply-add counted as 2; :func:`geochem_sr.models.count_flops`).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from geochem_sr.errors import SchemaError
-from geochem_sr.models.layers import (
-    ConvAct,
-    check_positive_int,
-    check_spatial,
-    he_init,
-    make_activation,
-    zero_init,
-)
+from geochem_sr.models.layers import ConvAct, SRNetwork, make_activation
 
 __all__ = ["MultiLevelUNet", "LEVEL_NAMES"]
 
@@ -205,7 +198,7 @@ class _BranchRefine(nn.Module):
         return self.act(self.conv1(self.act1(up)) + self.deconv2(x))
 
 
-class MultiLevelUNet(nn.Module):
+class MultiLevelUNet(SRNetwork):
     """The multi-level U-Net of Pei et al. (2025), Table 1 (see the module docstring).
 
     Parameters
@@ -255,24 +248,17 @@ class MultiLevelUNet(nn.Module):
         shortcut_upsampling: str = "nearest",
     ) -> None:
         super().__init__()
-        cin = check_positive_int("in_channels", in_channels)
-        cout = check_positive_int("out_channels", out_channels)
-        c = check_positive_int("base_channels", base_channels)
-        make_activation(activation)  # validates the name
+        cfg = self._set_config(
+            in_channels, out_channels, positive=("base_channels",),
+            base_channels=base_channels, activation=activation, batch_norm=bool(batch_norm),
+            input_norm=bool(input_norm), shortcut_upsampling=shortcut_upsampling,
+        )
         if shortcut_upsampling not in SHORTCUT_UPSAMPLING:
             raise SchemaError(
                 f"shortcut_upsampling: expected one of {', '.join(SHORTCUT_UPSAMPLING)}, "
                 f"found {shortcut_upsampling!r}"
             )
-        self.config: dict[str, Any] = {
-            "in_channels": cin,
-            "out_channels": cout,
-            "base_channels": c,
-            "activation": activation,
-            "batch_norm": bool(batch_norm),
-            "input_norm": bool(input_norm),
-            "shortcut_upsampling": shortcut_upsampling,
-        }
+        cin, cout, c = cfg["in_channels"], cfg["out_channels"], cfg["base_channels"]
         a, bn, su = activation, bool(batch_norm), shortcut_upsampling
         half = max(1, c // 2)
         self.input_bn = nn.BatchNorm2d(cin) if input_norm else nn.Identity()
@@ -288,8 +274,7 @@ class MultiLevelUNet(nn.Module):
         self.level10 = _BranchUp(2 * c, c, a, bn, su)
         self.level11 = _BranchRefine(c, half, a, bn)
         self.output = nn.Conv2d(c + half, cout, 3, padding=1)
-        he_init(self)
-        zero_init(self.output)
+        self._init_weights()
 
     def forward_levels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run the network and return every level's output (keys :data:`LEVEL_NAMES`).
@@ -305,7 +290,7 @@ class MultiLevelUNet(nn.Module):
             ``"input"`` (after the input BatchNorm), ``"level1"`` ... ``"level11"``,
             ``"output"``; each is the tensor in the "output size" column of Table 1.
         """
-        check_spatial(x, self.config["in_channels"], self.size_multiple, self.model_name)
+        self._check_input(x)
         out: dict[str, torch.Tensor] = {}
         out["input"] = x0 = self.input_bn(x)
         out["level1"] = l1 = self.level1(x0)

@@ -9,26 +9,18 @@ starts at zero, so the untrained network predicts "no change").
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from geochem_sr.errors import SchemaError
-from geochem_sr.models.layers import (
-    ConvAct,
-    check_positive_int,
-    check_spatial,
-    conv2d,
-    he_init,
-    make_activation,
-    zero_init,
-)
+from geochem_sr.models.layers import ConvAct, SRNetwork, check_positive_int, conv2d
 
 __all__ = ["SRCNN"]
 
 
-class SRCNN(nn.Module):
+class SRCNN(SRNetwork):
     """SRCNN: conv 9x9/64 -> act -> conv 1x1/32 -> act -> conv 5x5/out.
 
     Parameters
@@ -50,7 +42,6 @@ class SRCNN(nn.Module):
     """
 
     model_name: ClassVar[str] = "srcnn"
-    size_multiple: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -61,28 +52,21 @@ class SRCNN(nn.Module):
         activation: str = "smooth_relu",
     ) -> None:
         super().__init__()
-        cin = check_positive_int("in_channels", in_channels)
-        cout = check_positive_int("out_channels", out_channels)
-        f = check_positive_int("features", features)
         ks = [check_positive_int("kernel_sizes", k) for k in kernel_sizes]
         if len(ks) != 3 or any(k % 2 == 0 for k in ks):
             raise SchemaError(f"kernel_sizes: expected three odd integers, found {kernel_sizes}")
-        make_activation(activation)
-        self.config: dict[str, Any] = {
-            "in_channels": cin,
-            "out_channels": cout,
-            "features": f,
-            "kernel_sizes": ks,
-            "activation": activation,
-        }
+        cfg = self._set_config(
+            in_channels, out_channels, positive=("features",),
+            features=features, kernel_sizes=ks, activation=activation,
+        )
+        cin, cout, f = cfg["in_channels"], cfg["out_channels"], cfg["features"]
         f2 = max(1, f // 2)
         self.body = nn.Sequential(
             ConvAct(cin, f, ks[0], activation),
             ConvAct(f, f2, ks[1], activation),
         )
         self.output = conv2d(f2, cout, ks[2])
-        he_init(self)
-        zero_init(self.output)
+        self._init_weights()
 
     @property
     def receptive_field(self) -> int:
@@ -91,5 +75,5 @@ class SRCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predict the residual ``(N, out_channels, H, W)`` from ``(N, in_channels, H, W)``."""
-        check_spatial(x, self.config["in_channels"], self.size_multiple, self.model_name)
+        self._check_input(x)
         return self.output(self.body(x))

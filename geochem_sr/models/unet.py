@@ -11,19 +11,12 @@ none. The output is the residual ``log10(hr) - log10(lr)``; the last layer start
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from geochem_sr.models.layers import (
-    ConvAct,
-    check_positive_int,
-    check_spatial,
-    he_init,
-    make_activation,
-    zero_init,
-)
+from geochem_sr.models.layers import ConvAct, SRNetwork
 
 __all__ = ["UNet"]
 
@@ -35,7 +28,7 @@ class _DoubleConv(nn.Sequential):
         )
 
 
-class UNet(nn.Module):
+class UNet(SRNetwork):
     """U-Net with 'same' padding.
 
     Parameters
@@ -73,19 +66,13 @@ class UNet(nn.Module):
         batch_norm: bool = True,
     ) -> None:
         super().__init__()
-        cin = check_positive_int("in_channels", in_channels)
-        cout = check_positive_int("out_channels", out_channels)
-        c = check_positive_int("base_channels", base_channels)
-        d = check_positive_int("depth", depth)
-        make_activation(activation)
-        self.config: dict[str, Any] = {
-            "in_channels": cin,
-            "out_channels": cout,
-            "base_channels": c,
-            "depth": d,
-            "activation": activation,
-            "batch_norm": bool(batch_norm),
-        }
+        cfg = self._set_config(
+            in_channels, out_channels, positive=("base_channels", "depth"),
+            base_channels=base_channels, depth=depth, activation=activation,
+            batch_norm=bool(batch_norm),
+        )
+        cin, cout = cfg["in_channels"], cfg["out_channels"]
+        c, d = cfg["base_channels"], cfg["depth"]
         widths = [c * 2**i for i in range(d + 1)]
         self.down = nn.ModuleList()
         prev = cin
@@ -100,11 +87,10 @@ class UNet(nn.Module):
             self.up.append(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2))
             self.up_conv.append(_DoubleConv(2 * widths[i], widths[i], activation, batch_norm))
         self.output = nn.Conv2d(widths[0], cout, 1)
-        he_init(self)
-        zero_init(self.output)
+        self._init_weights()
 
     @property
-    def size_multiple(self) -> int:
+    def size_multiple(self) -> int:  # type: ignore[override]
         """Input height and width must be multiples of this (``2**depth``)."""
         return 2 ** self.config["depth"]
 
@@ -123,7 +109,7 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predict the residual ``(N, out_channels, H, W)`` from ``(N, in_channels, H, W)``."""
-        check_spatial(x, self.config["in_channels"], self.size_multiple, self.model_name)
+        self._check_input(x)
         skips = []
         for block in self.down:
             x = block(x)

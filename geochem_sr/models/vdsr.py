@@ -11,26 +11,18 @@ initialisation as in the original; the last layer starts at zero.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from geochem_sr.errors import SchemaError
-from geochem_sr.models.layers import (
-    ConvAct,
-    check_positive_int,
-    check_spatial,
-    conv2d,
-    he_init,
-    make_activation,
-    zero_init,
-)
+from geochem_sr.models.layers import ConvAct, SRNetwork, conv2d
 
 __all__ = ["VDSR"]
 
 
-class VDSR(nn.Module):
+class VDSR(SRNetwork):
     """VDSR: ``depth`` 3x3 convolutions of ``features`` filters, residual output.
 
     Parameters
@@ -54,7 +46,6 @@ class VDSR(nn.Module):
     """
 
     model_name: ClassVar[str] = "vdsr"
-    size_multiple: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -66,27 +57,19 @@ class VDSR(nn.Module):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        cin = check_positive_int("in_channels", in_channels)
-        cout = check_positive_int("out_channels", out_channels)
-        d = check_positive_int("depth", depth)
-        f = check_positive_int("features", features)
+        cfg = self._set_config(
+            in_channels, out_channels, positive=("depth", "features"),
+            depth=depth, features=features, activation=activation, batch_norm=bool(batch_norm),
+        )
+        cin, cout = cfg["in_channels"], cfg["out_channels"]
+        d, f = cfg["depth"], cfg["features"]
         if d < 2:
             raise SchemaError(f"depth: expected at least 2 layers, found {depth}")
-        make_activation(activation)
-        self.config: dict[str, Any] = {
-            "in_channels": cin,
-            "out_channels": cout,
-            "depth": d,
-            "features": f,
-            "activation": activation,
-            "batch_norm": bool(batch_norm),
-        }
         layers = [ConvAct(cin, f, 3, activation, batch_norm)]
         layers += [ConvAct(f, f, 3, activation, batch_norm) for _ in range(d - 2)]
         self.body = nn.Sequential(*layers)
         self.output = conv2d(f, cout, 3)
-        he_init(self)
-        zero_init(self.output)
+        self._init_weights()
 
     @property
     def receptive_field(self) -> int:
@@ -95,5 +78,5 @@ class VDSR(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predict the residual ``(N, out_channels, H, W)`` from ``(N, in_channels, H, W)``."""
-        check_spatial(x, self.config["in_channels"], self.size_multiple, self.model_name)
+        self._check_input(x)
         return self.output(self.body(x))
