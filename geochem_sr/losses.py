@@ -21,7 +21,7 @@ where SSIM is the Gaussian-window SSIM of Wang et al. (2004) as scikit-image com
 removed by normalised convolution. With a fixed ``data_range`` (1.0 by default, i.e.
 targets of unit-order scale as after standardisation) the SSIM constants are the same for
 every patch. ``alpha`` has not been tuned; tune it on validation blocks. ``get_loss``
-offers ``"mse"``, ``"l1"``, ``"ssim"`` and ``"mse+ssim"`` (the default).
+offers ``"mse"`` (the default), ``"l1"``, ``"ssim"`` and ``"mse+ssim"``.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ __all__ = [
 
 #: Names accepted by :func:`get_loss`.
 LOSSES: tuple[str, ...] = ("mse", "mse+ssim", "l1", "ssim")
-DEFAULT_LOSS = "mse+ssim"
+DEFAULT_LOSS = "mse"  # the pixel error; see geochem_sr.training for why not "mse+ssim"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -354,7 +354,7 @@ def get_loss(name: str = DEFAULT_LOSS, **kwargs: Any) -> nn.Module:
 
     Parameters
     ----------
-    name : str, default "mse+ssim"
+    name : str, default "mse"
         One of :data:`LOSSES`.
     **kwargs
         Passed to the loss (``alpha``, ``data_range``, ``sigma`` for ``"mse+ssim"``).

@@ -21,9 +21,9 @@ a literal reading, measured in ``benchmarks/learnability.py``
   variance of the dense map, which on the unpredictable part of the residual means
   inventing detail: on the synthetic region the best validation loss of ``"mse+ssim"`` stayed
   at or above that of predicting no change (U-Nets) or within 1 % of it (SRCNN, VDSR), and
-  SRCNN lost 19 % RMSE on the test blocks. (``losses.DEFAULT_LOSS``, the default of
-  ``get_loss()``, is still ``"mse+ssim"``.) The scores (RMSE gain, do-no-harm shrinkage) are
-  pixel errors, so the default loss is the pixel error; ``loss="mse+ssim"`` remains.
+  SRCNN lost 19 % RMSE on the test blocks (``losses.DEFAULT_LOSS`` follows). The scores
+  (RMSE gain, do-no-harm shrinkage) are pixel errors, so the default loss is the pixel
+  error; ``loss="mse+ssim"`` remains available.
 
 What the paper does not print and a researcher needs:
 

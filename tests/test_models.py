@@ -374,7 +374,7 @@ def test_mixed_loss_is_mse_plus_alpha_ssim():
         mixed = MixedLoss(alpha=alpha)(pred, target, mask)
         expected = masked_mse(pred, target, mask) + alpha * masked_ssim_loss(pred, target, mask)
         torch.testing.assert_close(mixed, expected)
-    assert get_loss().loss_name == "mse+ssim"
+    assert get_loss().loss_name == "mse"
     assert json.loads(json.dumps(get_loss("mse+ssim", alpha=0.3).config))["alpha"] == 0.3
 
 
