@@ -1,0 +1,137 @@
+"""The experiment benchmark (issue 7) on its ``smoke`` profile: layout, determinism, files."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from geochem_sr import experiment as ex
+from geochem_sr.errors import SchemaError
+
+N_ROWS = len(ex.NETWORKS) * len(ex.INPUT_SETS)
+
+
+def _run(out: Path, resume: bool = False, log: list[str] | None = None) -> dict:
+    sink = log.append if log is not None else None
+    md = ex.run_experiment("smoke", out_dir=out, seed=0, resume=resume, log=sink)
+    assert md == out / "experiment-smoke.md"
+    return json.loads((out / "experiment-smoke.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("exp1")
+    return out, _run(out, resume=True)
+
+
+def _scores(result: dict) -> list[tuple]:
+    return [(r["key"], tuple(sorted((k, v) for k, v in r["scores"].items())),
+             json.dumps(r["per_element"], sort_keys=True)) for r in result["rows"]]
+
+
+def test_files_written(first: tuple[Path, dict]) -> None:
+    out, _ = first
+    for name in ("experiment-smoke.md", "experiment-smoke.json", "experiment-smoke.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "experiment-smoke.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_json_rows_and_columns(first: tuple[Path, dict]) -> None:
+    _, res = first
+    rows = res["rows"]
+    nets = [r for r in rows if r["kind"] == "network"]
+    base = [r for r in rows if r["kind"] == "baseline"]
+    assert len(nets) == N_ROWS
+    assert [r["key"] for r in base] == list(ex.BASELINES)
+    assert {(r["network"], r["inputs"]) for r in nets} == {
+        (n, i) for n in ex.NETWORKS for i in ex.INPUT_SETS}
+    elements = res["data"]["elements"]
+    for r in rows:
+        assert set(ex.TABLE_COLUMNS) <= set(r["scores"]), r["key"]
+        assert set(r["per_element"]) == set(elements)
+        for el in elements:
+            assert {"rmse_log10", "iou95", "iou85", "truth_rmse_log10"} <= set(
+                r["per_element"][el])
+        assert np.isfinite(r["scores"]["psnr_avg"]) and 0 < r["scores"]["rmse_log10"] < 5
+        assert r["scores"]["psnr_max"] >= r["scores"]["psnr_avg"]
+    # the survey is kriged, so ordinary kriging of the sparse samples is the sparse map
+    by = {r["key"]: r for r in base}
+    assert res["baseline_info"]["kriging"]["equals_lr"] is True
+    assert by["kriging"]["scores"] == by["sparse"]["scores"]
+    # the baselines differ from each other (they are really computed)
+    assert by["idw"]["scores"]["rmse_log10"] != by["sparse"]["scores"]["rmse_log10"]
+    assert by["regression_kriging"]["scores"]["rmse_log10"] != by["sparse"]["scores"][
+        "rmse_log10"]
+    # one split for every row, windows inside test blocks
+    split = res["data"]["split"]
+    assert split["patches"]["test"] == len(res["data"]["test_windows"]) > 0
+    assert all(r["scores"]["n_patches"] == split["patches"]["test"] for r in rows)
+
+
+def test_trust_columns(first: tuple[Path, dict]) -> None:
+    _, res = first
+    assert set(res["trust"]) == set(ex.INPUT_SETS)
+    for inputs, t in res["trust"].items():
+        assert "error" not in t, (inputs, t.get("error"))
+        for el in res["data"]["elements"]:
+            p = t["per_element"][el]
+            assert 0.0 <= p["shrinkage"] <= 1.0
+            assert 0.0 <= p["coverage_1std"] <= p["coverage_2std"] <= 1.0
+            assert p["gain"] is not None
+
+
+def test_markdown_layout(first: tuple[Path, dict]) -> None:
+    out, res = first
+    md = (out / "experiment-smoke.md").read_text()
+    header = ("| Network | Geochem | Topo | Geology | PSNR max | PSNR avg | SSIM max | SSIM avg "
+              "| RMSE (log10) | IoU95 |")
+    assert md.count(header) == 2  # networks, then baselines
+    table = md.split(header)[1].split("\n\n")[0].strip().splitlines()[1:]
+    assert len(table) == N_ROWS
+    labels = [line.split("|")[1].strip() for line in table]
+    assert labels == [ex.NETWORK_LABELS[n] for n in ex.NETWORKS for _ in ex.INPUT_SETS]
+    flags = [tuple(c.strip() for c in line.split("|")[2:5]) for line in table[:3]]
+    assert flags == [("Yes", "Yes", "Yes"), ("Yes", "Yes", "No"), ("Yes", "No", "No")]
+    base = md.split(header)[2].split("\n\n")[0].strip().splitlines()[1:]
+    assert [line.split("|")[1].strip() for line in base] == [
+        ex.BASELINE_LABELS[b] for b in ex.BASELINES]
+    for section in ("## Settings", "## Per element: RMSE (log10)", "## Per element: anomaly IoU",
+                    "## Trust", "## Findings", "<!-- findings-notes:start -->"):
+        assert section in md
+    # the first network row shows the JSON's numbers
+    first_row = res["rows"][0]
+    cells = [c.strip() for c in table[0].split("|")[5:11]]
+    assert cells[1] == f"{first_row['scores']['psnr_avg']:.2f}"
+    assert cells[4] == f"{first_row['scores']['rmse_log10']:.4f}"
+    assert re.search(r"Profile \*\*smoke\*\*", md)
+
+
+def test_same_seed_same_table_and_notes_kept(first: tuple[Path, dict], tmp_path: Path) -> None:
+    out, res = first
+    again = _run(tmp_path)
+    assert _scores(again) == _scores(res)
+    assert again["trust"] == res["trust"]
+    # a hand-written analysis between the markers survives a rerun (here: from the cache)
+    md = out / "experiment-smoke.md"
+    text = md.read_text().replace("(No analysis written yet for this profile.)",
+                                  "Because the region is tiny.")
+    md.write_text(text)
+    log: list[str] = []
+    cached = _run(out, resume=True, log=log)
+    assert sum("from the cache" in line for line in log) == N_ROWS
+    assert _scores(cached) == _scores(res)
+    assert "Because the region is tiny." in md.read_text()
+
+
+def test_profiles_and_errors() -> None:
+    assert set(ex.PROFILES) == {"smoke", "cpu", "gpu"}
+    gpu, cpu = ex.get_profile("gpu"), ex.get_profile("cpu")
+    assert gpu.epochs == 1000 and gpu.batch_size == 32 and gpu.patch_size == 32
+    assert not gpu.model_kwargs and not cpu.model_kwargs  # the paper's networks
+    assert cpu.size_km[0] * cpu.size_km[1] < gpu.size_km[0] * gpu.size_km[1]
+    with pytest.raises(SchemaError, match="profile"):
+        ex.get_profile("laptop")
