@@ -127,6 +127,28 @@ def test_same_seed_same_table_and_notes_kept(first: tuple[Path, dict], tmp_path:
     assert "Because the region is tiny." in md.read_text()
 
 
+def test_render_results_keeps_numbers_and_notes(first: tuple[Path, dict], tmp_path: Path
+                                                ) -> None:
+    out, _ = first
+    (tmp_path / "experiment-smoke.json").write_text((out / "experiment-smoke.json").read_text())
+    res = json.loads((tmp_path / "experiment-smoke.json").read_text())
+    md = tmp_path / "experiment-smoke.md"
+    text = (out / "experiment-smoke.md").read_text()
+    start, end = "<!-- findings-notes:start -->", "<!-- findings-notes:end -->"
+    md.write_text(text[:text.index(start) + len(start)] + "\nHand-written.\n"
+                  + text[text.index(end):])
+    before = md.read_text()
+    assert ex.render_results(tmp_path / "experiment-smoke.json") == md
+    after = md.read_text()
+    assert "Hand-written." in after
+    assert after == before  # same JSON, same notes -> same file
+    rerendered = json.loads((tmp_path / "experiment-smoke.json").read_text())
+    assert rerendered["rows"] == res["rows"] and rerendered["checks"] == res["checks"]
+    (tmp_path / "bad.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(SchemaError, match="experiment result"):
+        ex.render_results(tmp_path / "bad.json")
+
+
 def test_profiles_and_errors() -> None:
     assert set(ex.PROFILES) == {"smoke", "cpu", "gpu"}
     gpu, cpu = ex.get_profile("gpu"), ex.get_profile("cpu")
