@@ -1057,16 +1057,11 @@ def _start_or_resume(out: Path, pred: xr.Dataset, tile: int, identity: dict,
             shutil.rmtree(_ledger(out), ignore_errors=True)
             return True
         return False
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        _template(pred, tile, identity).to_zarr(tmp, mode="w", compute=False, zarr_format=2,
-                                                consolidated=True)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    from geochem_sr.io import write_store_atomically
+
+    template = _template(pred, tile, identity)
+    write_store_atomically(out, lambda tmp: template.to_zarr(
+        tmp, mode="w", compute=False, zarr_format=2, consolidated=True))
     return False
 
 

@@ -21,7 +21,7 @@ import re
 import shutil
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ __all__ = [
     "read_geology",
     "write_survey",
     "open_survey",
+    "write_store_atomically",
 ]
 
 #: How a value below the detection limit ``<DL`` is replaced.
@@ -471,9 +472,21 @@ def write_survey(
     chunk_spec = {d: (ds.sizes[d] if c == -1 else min(c, ds.sizes[d]))
                   for d, c in chunk_spec.items() if d in ds.dims}
     out = _prepare_for_zarr(ds).chunk(chunk_spec)
+    return write_store_atomically(
+        path, lambda tmp: out.to_zarr(tmp, mode="w", zarr_format=zarr_format, consolidated=True)
+    )
+
+
+def write_store_atomically(path: Path, write: Callable[[Path], object]) -> Path:
+    """Run ``write(tmp)`` on a temporary sibling of ``path``, then move it into place.
+
+    An exception (or an interrupt) removes the temporary store, so ``path`` never holds a
+    half-written store; an existing store at ``path`` is replaced only after success.
+    """
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        out.to_zarr(tmp, mode="w", zarr_format=zarr_format, consolidated=True)
+        write(tmp)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -187,17 +187,7 @@ class GeoSRModel:
         path = Path(path)
         if not path.exists():
             raise ModelFileError(f"model file '{path}': not found")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ModelFileError(
-                f"model file '{path}': cannot be read as a geochem_sr model ({exc})"
-            ) from exc
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise ModelFileError(
-                f"model file '{path}': expected format {FORMAT!r}, found "
-                f"{payload.get('format') if isinstance(payload, dict) else type(payload).__name__}"
-            )
+        payload = read_payload(path, FORMAT, "model file")
         meta_json, state = payload.get("meta_json"), payload.get("state_dict")
         if not isinstance(meta_json, str) or not isinstance(state, dict):
             raise ModelFileError(f"model file '{path}': metadata or weights missing")
@@ -313,6 +303,24 @@ class GeoSRModel:
     def __repr__(self) -> str:
         return (f"GeoSRModel(network={self.network_name!r}, inputs={self.inputs!r}, "
                 f"elements={self.elements}, channels={len(self.channels)})")
+
+
+def read_payload(path: Path, fmt: str, label: str, advice: str = "") -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of a dict file whose ``"format"`` must be ``fmt``.
+
+    Shared by model files and training checkpoints: no code from the file is executed, and
+    an unreadable file or another format raises :class:`ModelFileError` naming ``label``.
+    """
+    import torch
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelFileError(f"{label} '{path}': cannot be read ({exc}){advice}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise ModelFileError(f"{label} '{path}': expected format {fmt!r}, found {found!r}")
+    return payload
 
 
 def _vocab_vectors(vocab: str | Mapping[str, Any]) -> Any:

@@ -65,8 +65,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from geochem_sr import schema
-from geochem_sr.errors import DataError, ModelFileError, ModelMismatchError, SchemaError
-from geochem_sr.model_file import GeoSRModel
+from geochem_sr.errors import DataError, ModelMismatchError, SchemaError
+from geochem_sr.model_file import GeoSRModel, read_payload
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -881,20 +881,8 @@ def _write_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelFileError(
-            f"checkpoint '{path}': cannot be read ({exc}); delete it or pass resume=False"
-        ) from exc
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise ModelFileError(
-            f"checkpoint '{path}': expected format {CHECKPOINT_FORMAT!r}, found {found!r}"
-        )
-    return state
+    return read_payload(path, CHECKPOINT_FORMAT, "checkpoint",
+                        "; delete it or pass resume=False")
 
 
 def _jsonable(obj: Any) -> Any:
