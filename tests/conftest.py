@@ -38,3 +38,15 @@ def make_survey(ny: int = 16, nx: int = 20, elements=("As", "Cu", "Au"), seed: i
 @pytest.fixture
 def survey() -> xr.Dataset:
     return make_survey()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: small networks gain nothing from more, and the
+    machine's cores are shared with the other test process (pytest-xdist)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

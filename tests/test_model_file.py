@@ -15,13 +15,8 @@ from geochem_sr.model_file import FORMAT, GeoSRModel
 from geochem_sr.patches import BlockSplitter, prepare_training_data
 from geochem_sr.training import predict_patches, train
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

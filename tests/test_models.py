@@ -30,6 +30,8 @@ from geochem_sr.models import (
     get_model,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 #: small widths so that the tests run in seconds
 SMALL: dict[str, dict] = {
     "multilevel_unet": {"base_channels": 8},
@@ -55,14 +57,6 @@ TABLE1 = {
     "output": (32, 32, 10),
 }
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: the machine's cores are shared, and small nets gain nothing."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from geochem_sr.patches import BlockSplitter, prepare_training_data, windows_mas
 from geochem_sr.training import CHECKPOINT_FORMAT, predict_patches, train
 
 # one-epoch runs often do not beat "no change" yet, which train() says with a warning
-pytestmark = pytest.mark.filterwarnings("ignore:validation. the best validation loss")
+pytestmark = [pytest.mark.filterwarnings("ignore:validation. the best validation loss"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 INPUTS = "geochem+terrain+geology"
 TINY_SRCNN = {"features": 8, "kernel_sizes": (3, 1, 3)}
@@ -65,14 +66,6 @@ def learnable_survey(n: int = 96, elements=("As", "Cu"), seed: int = 0,
     return ds.assign_coords({schema.ELEMENT: list(elements),
                              schema.ELEMENT_UNITS: (schema.ELEMENT, unit_names)})
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: one torch thread is faster and immune to a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
