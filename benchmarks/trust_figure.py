@@ -45,6 +45,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--loss", default="mse",
                    help="training loss; 'mse' targets the RMSE the gains are measured in")
     p.add_argument("--base-channels", type=int, default=16)
+    p.add_argument("--inputs", default=None,
+                   help="input set (default: geochem_sr.schema.FULL_INPUTS, all groups)")
     p.add_argument("--element", default="auto",
                    help="element of the figure; 'auto': the largest gain on the test blocks")
     p.add_argument("--cv-folds", type=int, default=5, help="0 skips the cross-validation")
@@ -66,7 +68,8 @@ def _survey(seed: int, size_km: float, core: float):  # noqa: ANN202
     dense = region.samples_dense
     dense = dense[dense.geometry.x <= x0 + core * (x1 - x0)]
     ds = gs.build_survey(region.samples_sparse, dense, dem=region.dem,
-                         geology=region.geology, cell_size=region.cell_size,
+                         geology=region.geology, faults=region.faults,
+                         cell_size=region.cell_size,
                          bounds=region.bounds, method="idw", seed=seed)
     truth = region.truth.sel(element=list(ds.element.values))
     truth = truth.assign_coords(x=ds.x, y=ds.y)  # same grid (bounds, cell size)
@@ -141,7 +144,7 @@ def _markdown(cal, outside, cv, settings: dict) -> str:  # noqa: ANN001
         "",
         f"Region {settings['size_km']} km square, seed {settings['seed']}; dense survey on "
         f"the western {settings['core']:.0%} only. Network: multi-level U-Net, "
-        f"base_channels={settings['base_channels']}, inputs geochem+terrain+geology, loss "
+        f"base_channels={settings['base_channels']}, inputs {settings['inputs']}, loss "
         f"{settings['loss']}, "
         f"{settings['epochs']} epochs max (early stopping on validation blocks), "
         f"patience {settings['patience']}; stopped after {settings['epochs_run']} (best "
@@ -227,7 +230,8 @@ def main() -> None:
     print(f"survey {dict(ds.sizes)} in {time.perf_counter() - t0:.0f} s", flush=True)
     kw = {"model_kwargs": {"base_channels": args.base_channels}, "patience": args.patience,
           "loss": args.loss}
-    model = train(ds, "multilevel_unet", "geochem+terrain+geology", epochs=args.epochs,
+    inputs = args.inputs or schema.FULL_INPUTS
+    model = train(ds, "multilevel_unet", inputs, epochs=args.epochs,
                   seed=args.seed, progress=True, **kw)
     with warnings.catch_warnings(record=True):
         cal = calibrate(ds, model)
@@ -248,7 +252,7 @@ def main() -> None:
     outside = _outside_scores(ds, pred, app, truth, core_mask)
     cv = None
     if args.cv_folds:
-        cv = cross_validate(ds, "multilevel_unet", "geochem+terrain+geology",
+        cv = cross_validate(ds, "multilevel_unet", inputs,
                             folds=args.cv_folds, epochs=args.cv_epochs, seed=args.seed, **kw)
         print(cv, flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -260,7 +264,7 @@ def main() -> None:
     east = ~core_mask & app[schema.DISSIMILARITY].notnull().values
     settings = {
         "seed": args.seed, "size_km": args.size_km, "core": args.core, "element": element,
-        "base_channels": args.base_channels, "epochs": args.epochs,
+        "base_channels": args.base_channels, "epochs": args.epochs, "inputs": inputs,
         "patience": args.patience, "loss": args.loss,
         "epochs_run": cal.extra.get("epochs_run"),
         "best_epoch": cal.validation.get("best_epoch"),

@@ -15,7 +15,16 @@ element, the residual ``log10(hr) - log10(lr)``. Channel names (in this order):
     direction and are encoded ``(0, 0)``. This gives **19 channels** for the full input set
     where the paper counts 18 (one aspect channel becomes two);
 ``embedding:<i>``
-    the geology word vector of the unit at each cell (5 by default).
+    the geology word vector of the unit at each cell (5 by default);
+``fault_distance``, ``contact_distance``
+    ``log10(1 + d / 100 m)`` of the distance ``d`` to the nearest mapped fault and to the
+    nearest lithological contact (:mod:`geochem_sr.structure`; groups ``faults`` and
+    ``contacts``);
+``unseen:<covariate>``
+    with the group ``unseen``: each covariate channel above minus its interpolation from
+    the sparse survey's sites (the survey variable ``lr_view``,
+    :mod:`geochem_sr.sparse_view`): what the sparse survey did not see of it. The residual
+    the network predicts is largest exactly there.
 
 Normalisation is ``(x - mean) / std`` per channel with statistics from the training blocks
 only (:func:`fit_normalisation`). The two aspect channels are *not* shifted or scaled
@@ -40,6 +49,9 @@ __all__ = [
     "ASPECT_SIN",
     "ASPECT_COS",
     "DIRECTIONAL_CHANNELS",
+    "VECTOR_PAIRS",
+    "UNSEEN_PREFIX",
+    "covariate_channels",
     "channel_names",
     "stack_inputs",
     "normalise",
@@ -54,8 +66,17 @@ __all__ = [
 CHANNEL = "channel"
 ASPECT_SIN = f"{schema.ASPECT}_sin"
 ASPECT_COS = f"{schema.ASPECT}_cos"
-#: Channels that change under a rotation or a mirror of the map (the aspect vector).
-DIRECTIONAL_CHANNELS: tuple[str, ...] = (ASPECT_SIN, ASPECT_COS)
+#: Prefix of the ``unseen`` channels (covariate minus what the sparse sites see of it).
+UNSEEN_PREFIX = "unseen:"
+#: (east, north) channel pairs that turn with the map under rotations and mirrors.
+VECTOR_PAIRS: tuple[tuple[str, str], ...] = (
+    (ASPECT_SIN, ASPECT_COS),
+    (f"{UNSEEN_PREFIX}{ASPECT_SIN}", f"{UNSEEN_PREFIX}{ASPECT_COS}"),
+)
+#: Channels that change under a rotation or a mirror of the map (the aspect vectors).
+DIRECTIONAL_CHANNELS: tuple[str, ...] = tuple(c for pair in VECTOR_PAIRS for c in pair)
+#: Length scale of the distance channels' transform ``log10(1 + d / scale)``, metres.
+DISTANCE_SCALE = 100.0
 #: Number of distinct rotations/flips of a square patch (the dihedral group D4).
 N_AUGMENTATIONS = 8
 #: Below this a channel's standard deviation is treated as zero (then scaled by 1).
@@ -85,7 +106,9 @@ def channel_names(
     -------
     list of str
         ``lr:<El>`` per element, then ``elevation, slope, aspect_sin, aspect_cos`` with
-        terrain, then ``embedding:0 ... embedding:<n-1>`` with geology.
+        terrain, ``embedding:0 ... embedding:<n-1>`` with geology, ``fault_distance`` with
+        faults, ``contact_distance`` with contacts, and ``unseen:<c>`` for each of those
+        covariates with unseen.
 
     Examples
     --------
@@ -105,6 +128,38 @@ def channel_names(
         if int(n_embedding) < 1:
             raise SchemaError(f"n_embedding: expected a positive size, found {n_embedding}")
         names += [f"{_EMB_PREFIX}{i}" for i in range(int(n_embedding))]
+    if "faults" in groups:
+        names.append(schema.FAULT_DISTANCE)
+    if "contacts" in groups:
+        names.append(schema.CONTACT_DISTANCE)
+    if "unseen" in groups:
+        names += [f"{UNSEEN_PREFIX}{c}" for c in names if not c.startswith(_LR_PREFIX)]
+    return names
+
+
+def covariate_channels(ds: xr.Dataset) -> list[str]:
+    """The covariate channels (not ``lr:``, not ``unseen:``) that ``ds`` can provide.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ds = schema.make_grid((0, 0, 200, 200), 50.0, "EPSG:32650")
+    >>> ds["slope"] = (("y", "x"), np.zeros((4, 4), "float32"))
+    >>> covariate_channels(ds)
+    ['slope']
+    """
+    names: list[str] = []
+    for var in (schema.ELEVATION, schema.SLOPE):
+        if var in ds.data_vars:
+            names.append(var)
+    if schema.ASPECT in ds.data_vars:
+        names += [ASPECT_SIN, ASPECT_COS]
+    if schema.GEOLOGY_EMBEDDING in ds.data_vars:
+        n = ds.sizes[schema.EMBEDDING]
+        names += [f"{_EMB_PREFIX}{i}" for i in range(n)]
+    for var in (schema.FAULT_DISTANCE, schema.CONTACT_DISTANCE):
+        if var in ds.data_vars:
+            names.append(var)
     return names
 
 
@@ -159,9 +214,24 @@ def _raw_channel(ds: xr.Dataset, name: str) -> xr.DataArray:
                 f"expected at least {i + 1}"
             )
         return emb.isel({schema.EMBEDDING: i}, drop=True)
+    if name in (schema.FAULT_DISTANCE, schema.CONTACT_DISTANCE):
+        d = _require_var(ds, name, name).astype(np.float32)
+        return np.log10(1 + d.clip(min=0) / np.float32(DISTANCE_SCALE))
+    if name.startswith(UNSEEN_PREFIX):
+        base = name[len(UNSEEN_PREFIX):]
+        view = _require_var(ds, schema.LR_VIEW, name)
+        have = [str(c) for c in view[schema.COVARIATE].values]
+        if base not in have:
+            raise SchemaError(
+                f"channel '{name}': variable '{schema.LR_VIEW}' lacks covariate '{base}' "
+                f"(found {have}); compute it with geochem_sr.sparse_view.add_lr_view(ds)"
+            )
+        seen = view.isel({schema.COVARIATE: have.index(base)}, drop=True)
+        return _raw_channel(ds, base) - seen
     raise SchemaError(
         f"channel '{name}': expected 'lr:<El>', 'elevation', 'slope', 'aspect_sin', "
-        "'aspect_cos' or 'embedding:<i>'"
+        "'aspect_cos', 'embedding:<i>', 'fault_distance', 'contact_distance' or "
+        "'unseen:<covariate>'"
     )
 
 
@@ -436,14 +506,17 @@ def augment(
             f"channels: expected {xs.shape[-3]} names (the channel axis of x), "
             f"found {len(channels)}"
         )
-    has = [c in channels for c in DIRECTIONAL_CHANNELS]
-    if any(has) and not all(has):
-        raise SchemaError(
-            f"channels: aspect needs both {DIRECTIONAL_CHANNELS} to be rotated, found {channels}"
-        )
-    if all(has) and k != 0:
-        i_e, i_n = channels.index(ASPECT_SIN), channels.index(ASPECT_COS)
-        east, north = _rotate_vector(xs[..., i_e, :, :], xs[..., i_n, :, :], k)
-        xs = xs.clone() if hasattr(xs, "clone") else xs.copy()
-        xs[..., i_e, :, :], xs[..., i_n, :, :] = east, north
-    return xs, ys
+    out = xs
+    for pair in VECTOR_PAIRS:
+        has = [c in channels for c in pair]
+        if any(has) and not all(has):
+            raise SchemaError(
+                f"channels: an aspect vector needs both {pair} to be rotated, found {channels}"
+            )
+        if all(has) and k != 0:
+            i_e, i_n = channels.index(pair[0]), channels.index(pair[1])
+            east, north = _rotate_vector(xs[..., i_e, :, :], xs[..., i_n, :, :], k)
+            if out is xs:  # read from xs, write into one copy
+                out = xs.clone() if hasattr(xs, "clone") else xs.copy()
+            out[..., i_e, :, :], out[..., i_n, :, :] = east, north
+    return out, ys

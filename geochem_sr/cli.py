@@ -27,15 +27,16 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     if args.synthetic:
         region = gs.synthetic_region(seed=args.seed, size_km=(args.size_km, args.size_km))
-        sparse, dense, dem, geology = (region.samples_sparse, region.samples_dense,
-                                       region.dem, region.geology)
+        sparse, dense, dem, geology, faults = (region.samples_sparse, region.samples_dense,
+                                               region.dem, region.geology, region.faults)
     else:
         if not args.sparse:
             raise GeoSRError("build: pass --sparse SAMPLES (or --synthetic)")
         sparse = gs.read_samples(args.sparse, crs=args.crs)
         dense = gs.read_samples(args.dense, crs=args.crs) if args.dense else None
-        dem, geology = args.dem, args.geology
-    ds = gs.build_survey(sparse, dense, dem=dem, geology=geology, cell_size=args.cell_size,
+        dem, geology, faults = args.dem, args.geology, args.faults
+    ds = gs.build_survey(sparse, dense, dem=dem, geology=geology, faults=faults,
+                         cell_size=args.cell_size,
                          method=args.method, unit_column=args.unit_column, seed=args.seed)
     path = gs.write_survey(ds, args.out)
     print(f"wrote {path}: {dict(ds.sizes)}, variables {sorted(ds.data_vars)}")
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--dense", help="dense (1:25,000) samples, where they exist")
     b.add_argument("--dem", help="DEM raster (GeoTIFF)")
     b.add_argument("--geology", help="geology polygons (GPKG, SHP)")
+    b.add_argument("--faults", help="fault lines (GPKG, SHP)")
     b.add_argument("--unit-column", default="unit")
     b.add_argument("--crs", help="CRS of CSV coordinates, e.g. EPSG:32650")
     b.add_argument("--cell-size", type=float, default=50.0)

@@ -56,8 +56,8 @@ def run_demo(
 
     region = gs.synthetic_region(seed=seed, size_km=(size_km, size_km))
     ds = gs.build_survey(region.samples_sparse, region.samples_dense, dem=region.dem,
-                         geology=region.geology, cell_size=region.cell_size,
-                         bounds=region.bounds, seed=seed)
+                         geology=region.geology, faults=region.faults,
+                         cell_size=region.cell_size, bounds=region.bounds, seed=seed)
     survey_path = gs.write_survey(ds, out / "survey.zarr")
     ds = gs.open_survey(survey_path)
     timings["build_s"] = time.perf_counter() - t0

@@ -336,8 +336,8 @@ def _build(profile: Profile, seed: int) -> tuple[Any, xr.Dataset]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         ds = build_survey(region.samples_sparse, region.samples_dense, dem=region.dem,
-                          geology=region.geology, cell_size=region.cell_size,
-                          method="kriging", k=profile.k, seed=seed)
+                          geology=region.geology, faults=region.faults,
+                          cell_size=region.cell_size, method="kriging", k=profile.k, seed=seed)
     return region, ds
 
 

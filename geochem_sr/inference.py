@@ -606,12 +606,20 @@ def _embeds(ds: xr.Dataset, model: GeoSRModel, reembed: bool) -> bool:
 
 def _prepare_inputs(ds: xr.Dataset, model: GeoSRModel, reembed: bool) -> xr.Dataset:
     """Check the model against the dataset; embed geology with the model's vocabulary
-    when the dataset has lithology but no (or, with ``reembed``, another) embedding."""
+    when the dataset has lithology but no (or, with ``reembed``, another) embedding, and
+    then see the covariates from the sparse sites again (``lr_view``)."""
+    from geochem_sr.channels import UNSEEN_PREFIX
+
     if _embeds(ds, model, reembed):
         from geochem_sr.geology import GeologyVocabulary, embed_geology
 
         vocab = GeologyVocabulary.from_json(model.geology_vocabulary)
         ds = embed_geology(ds, vocabulary=vocab)
+        unseen = [c[len(UNSEEN_PREFIX):] for c in model.channels if c.startswith(UNSEEN_PREFIX)]
+        if unseen:  # the covariates changed: see them again from the sparse sites
+            from geochem_sr.sparse_view import add_lr_view
+
+            ds = add_lr_view(ds, unseen)
     model.check_compatible(ds)
     if schema.X not in ds.dims or schema.Y not in ds.dims:
         raise SchemaError(
@@ -894,7 +902,8 @@ def _read_window(ds: xr.Dataset, model: GeoSRModel, job: _Job, i: int, j: int,
             h if j == nx - 1 else 0)
     y0, x0 = ys - (h - pads[0]), xs - (h - pads[2])
     needed = [v for v in (schema.LR, schema.ELEVATION, schema.SLOPE, schema.ASPECT,
-                          schema.GEOLOGY_EMBEDDING) if v in ds.data_vars]
+                          schema.GEOLOGY_EMBEDDING, schema.FAULT_DISTANCE,
+                          schema.CONTACT_DISTANCE, schema.LR_VIEW) if v in ds.data_vars]
     win = ds[needed].isel({schema.Y: slice(y0, ye + (h - pads[1])),
                            schema.X: slice(x0, xe + (h - pads[3]))})
     win = win.compute(scheduler=scheduler)  # numpy from here on

@@ -45,6 +45,7 @@ __all__ = [
     "read_samples",
     "read_dem",
     "read_geology",
+    "read_faults",
     "write_survey",
     "open_survey",
     "write_store_atomically",
@@ -382,6 +383,56 @@ def read_geology(
             f"{label}: expected a unit column '{unit_column}', found columns "
             f"{[c for c in gdf.columns if c != 'geometry']}"
         )
+    if gdf.crs is None:
+        if crs is None:
+            raise CRSError(f"{label}: expected a CRS, found none (pass crs=...)")
+        gdf = gdf.set_crs(crs)
+    return gdf
+
+
+def read_faults(
+    source: str | os.PathLike | gpd.GeoDataFrame,
+    crs: Any = None,
+    layer: str | None = None,
+) -> gpd.GeoDataFrame:
+    """Read mapped faults: lines (or polygon outlines of fault zones) with a CRS.
+
+    Empty and missing geometries are dropped with a warning; points are refused.
+
+    Raises
+    ------
+    InputFileError
+        File missing or unreadable, no non-empty geometry, or point geometries.
+    CRSError
+        No CRS and none given.
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> f = gpd.GeoDataFrame(geometry=[shapely.LineString([(0, 0), (1, 1)])], crs=32650)
+    >>> len(read_faults(f))
+    1
+    """
+    if isinstance(source, gpd.GeoDataFrame):
+        gdf, label = source, "faults"
+    else:
+        path = Path(source)
+        label = f"faults file '{path}'"
+        if not path.exists():
+            raise InputFileError(f"{label}: file not found")
+        try:
+            gdf = gpd.read_file(path, layer=layer)
+        except Exception as exc:
+            raise InputFileError(f"{label}: cannot be read as a vector file ({exc})") from exc
+    empty = gdf.geometry.isna() | gdf.geometry.is_empty
+    if empty.all():
+        raise InputFileError(f"{label}: expected fault lines, found no non-empty geometry")
+    if empty.any():
+        warnings.warn(f"{label}: dropped {int(empty.sum())} empty geometries", stacklevel=2)
+        gdf = gdf[~empty]
+    kinds = set(gdf.geom_type)
+    if kinds & {"Point", "MultiPoint"}:
+        raise InputFileError(f"{label}: expected lines, found {sorted(kinds)} geometries")
     if gdf.crs is None:
         if crs is None:
             raise CRSError(f"{label}: expected a CRS, found none (pass crs=...)")

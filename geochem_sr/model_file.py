@@ -239,7 +239,12 @@ class GeoSRModel:
                 + ", ".join(f"{e}: {m} vs {d}" for e, (m, d) in bad_units.items())
             )
         needs = set()
+        unseen = []
         for ch in self.channels:
+            if ch.startswith("unseen:"):
+                needs.add(schema.LR_VIEW)
+                ch = ch[len("unseen:"):]
+                unseen.append(ch)
             if ch.startswith("lr:"):
                 needs.add(schema.LR)
             elif ch.startswith("embedding:"):
@@ -257,6 +262,15 @@ class GeoSRModel:
                 f"channels: the model ({self.inputs}) needs variables {absent}, which the "
                 f"dataset lacks (it has {sorted(ds.data_vars)})"
             )
+        if unseen:
+            seen = [str(c) for c in ds[schema.LR_VIEW][schema.COVARIATE].values]
+            lacking = [c for c in unseen if c not in seen]
+            if lacking:
+                raise ModelMismatchError(
+                    f"{schema.LR_VIEW}: the model needs covariates {lacking} as the sparse "
+                    f"survey sees them, the dataset has {seen}; recompute with "
+                    "geochem_sr.sparse_view.add_lr_view(ds)"
+                )
         if schema.GEOLOGY_EMBEDDING in needs and schema.GEOLOGY_EMBEDDING in ds.data_vars:
             n_emb = sum(ch.startswith("embedding:") for ch in self.channels)
             if ds.sizes.get(schema.EMBEDDING) != n_emb:

@@ -16,6 +16,11 @@ name                 dims             dtype   meaning
 ``aspect``           y, x             float32 degrees clockwise from north, NaN on flats
 ``lithology``        y, x             int16   unit codes (CF flag_values/flag_meanings), -1
 ``geology_embedding`` embedding, y, x float32 word vector of the unit at each cell
+``lr_sites``         y, x             int16   number of sparse-survey samples in each cell
+``fault_distance``   y, x             float32 metres to the nearest mapped fault
+``contact_distance`` y, x             float32 metres to the nearest lithological contact
+``lr_view``          covariate, y, x  float32 each covariate channel as the sparse survey
+                                              sees it: interpolated from the ``lr_sites``
 ``hr_pred``          element, y, x    float32 super-resolved map (original units)
 ``hr_pred_std``      element, y, x    float32 its uncertainty (log10 units)
 ``residual_pred``    element, y, x    float32 predicted ``log10(hr) - log10(lr)``
@@ -37,6 +42,7 @@ Y = "y"
 ELEMENT = "element"
 EMBEDDING = "embedding"
 SPATIAL_REF = "spatial_ref"
+COVARIATE = "covariate"
 ELEMENT_UNITS = "element_units"
 
 # --- variable names -----------------------------------------------------------------
@@ -53,6 +59,10 @@ GEOLOGY_EMBEDDING = "geology_embedding"
 HR_PRED = "hr_pred"
 HR_PRED_STD = "hr_pred_std"
 RESIDUAL_PRED = "residual_pred"
+LR_SITES = "lr_sites"
+FAULT_DISTANCE = "fault_distance"
+CONTACT_DISTANCE = "contact_distance"
+LR_VIEW = "lr_view"
 AOA = "aoa"  # area-of-applicability flag
 DISSIMILARITY = "dissimilarity"
 
@@ -83,6 +93,12 @@ INPUT_SETS: dict[str, tuple[str, ...]] = {
     "geochem+terrain": ("geochem", "terrain"),
     "geochem+terrain+geology": ("geochem", "terrain", "geology"),
 }
+#: Every channel group, in channel order: the paper's three, then the structural distances
+#: (``faults``, ``contacts``) and ``unseen`` (each covariate minus what the sparse sites see
+#: of it, :mod:`geochem_sr.sparse_view`).
+INPUT_GROUPS: tuple[str, ...] = ("geochem", "terrain", "geology", "faults", "contacts", "unseen")
+#: The richest input set: what :func:`geochem_sr.training.train` uses by default.
+FULL_INPUTS = "+".join(INPUT_GROUPS)
 
 
 def default_chunks() -> dict[str, int]:
@@ -97,19 +113,31 @@ def parse_input_set(inputs: str | Sequence[str]) -> tuple[str, ...]:
     ----------
     inputs : str or sequence of str
         ``"geochem"``, ``"geochem+terrain"``, ``"geochem+terrain+geology"`` or any
-        ``+``-joined combination of ``geochem``, ``terrain`` and ``geology``.
+        ``+``-joined combination of :data:`INPUT_GROUPS` that includes ``geochem``
+        (``unseen`` also needs a covariate group: ``terrain``, ``geology``, ``faults`` or
+        ``contacts``).
 
     Returns
     -------
     tuple of str
         The groups in canonical order.
+
+    Examples
+    --------
+    >>> parse_input_set("geology+geochem")
+    ('geochem', 'geology')
     """
     parts = inputs.split("+") if isinstance(inputs, str) else list(inputs)
-    valid = ("geochem", "terrain", "geology")
+    valid = INPUT_GROUPS
     bad = [p for p in parts if p not in valid]
     if bad or "geochem" not in parts:
         raise SchemaError(
             f"inputs: expected '+'-joined groups from {valid} including 'geochem', found {inputs!r}"
+        )
+    if "unseen" in parts and not set(parts) - {"geochem", "unseen"}:
+        raise SchemaError(
+            f"inputs: 'unseen' needs a covariate group (terrain, geology, faults or contacts) "
+            f"to act on, found {inputs!r}"
         )
     return tuple(g for g in valid if g in parts)
 
@@ -235,7 +263,7 @@ def validate(
         if var in ds.data_vars:
             _check_dims(ds, var, (ELEMENT, Y, X))
             _check_concentration(ds, var, check_values)
-    for var in (*TERRAIN_VARS, LITHOLOGY):
+    for var in (*TERRAIN_VARS, LITHOLOGY, LR_SITES, FAULT_DISTANCE, CONTACT_DISTANCE):
         if var in ds.data_vars:
             _check_dims(ds, var, (Y, X))
     if LITHOLOGY in ds.data_vars and not np.issubdtype(ds[LITHOLOGY].dtype, np.integer):
@@ -244,6 +272,8 @@ def validate(
         )
     if GEOLOGY_EMBEDDING in ds.data_vars:
         _check_dims(ds, GEOLOGY_EMBEDDING, (EMBEDDING, Y, X))
+    if LR_VIEW in ds.data_vars:
+        _check_dims(ds, LR_VIEW, (COVARIATE, Y, X))
     return ds
 
 

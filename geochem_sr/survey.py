@@ -47,6 +47,7 @@ def build_survey(
     *,
     dem: str | os.PathLike | xr.DataArray | None = None,
     geology: str | os.PathLike | gpd.GeoDataFrame | None = None,
+    faults: str | os.PathLike | gpd.GeoDataFrame | None = None,
     cell_size: float = 50.0,
     bounds: tuple[float, float, float, float] | None = None,
     crs: Any = None,
@@ -69,7 +70,11 @@ def build_survey(
     dem : path or DataArray, optional
         Elevation model; brought onto the grid; slope and aspect derived from it.
     geology : path or GeoDataFrame, optional
-        Polygons with a ``unit_column``; rasterized and embedded as word vectors.
+        Polygons with a ``unit_column``; rasterized and embedded as word vectors, and the
+        distance to the nearest contact between units recorded (``contact_distance``).
+    faults : path or GeoDataFrame, optional
+        Mapped fault lines; the distance to the nearest one is recorded
+        (``fault_distance``, :mod:`geochem_sr.structure`).
     cell_size : float, default 50
         Grid cell size in metres.
     bounds : (xmin, ymin, xmax, ymax), optional
@@ -94,18 +99,24 @@ def build_survey(
     Returns
     -------
     xarray.Dataset
-        A survey dataset (see :mod:`geochem_sr.schema`), validated.
+        A survey dataset (see :mod:`geochem_sr.schema`), validated. It records where the
+        sparse samples are (``lr_sites``) and, when there are covariates, each of them as
+        the sparse survey sees it (``lr_view``, :mod:`geochem_sr.sparse_view`).
 
     Examples
     --------
     >>> import geochem_sr as gs
     >>> region = gs.synthetic_region(seed=0, size_km=(3, 3))
     >>> ds = gs.build_survey(region.samples_sparse, region.samples_dense,
-    ...                      dem=region.dem, geology=region.geology, method="idw")
-    >>> sorted(ds.data_vars)[:3]
-    ['aspect', 'elevation', 'geology_embedding']
+    ...                      dem=region.dem, geology=region.geology,
+    ...                      faults=region.faults, method="idw")
+    >>> sorted(ds.data_vars)[:5]
+    ['aspect', 'contact_distance', 'elevation', 'fault_distance', 'geology_embedding']
     """
     from geochem_sr import io
+    from geochem_sr.channels import covariate_channels
+    from geochem_sr.sparse_view import lr_view, site_counts
+    from geochem_sr.structure import contact_distance, fault_distance
 
     sparse = io.read_samples(samples_sparse, elements, censored=censored)
     elements = list(elements or sparse.attrs["elements"])
@@ -120,6 +131,7 @@ def build_survey(
     ds = grid.copy()
     ds[schema.LR] = lr
     ds[schema.LR_COVERAGE] = lr_cov
+    ds[schema.LR_SITES] = site_counts(sparse, grid)
     if samples_dense is not None:
         dense = io.read_samples(samples_dense, elements, censored=censored, target_crs=grid_crs)
         hr, hr_cov = _element_maps(dense, grid, elements, method, schema.HR, gridding_kwargs)
@@ -144,6 +156,11 @@ def build_survey(
         ds = embed_geology(
             ds, gdf, unit_column=unit_column, vector_size=embedding_size, seed=seed
         )
+        ds[schema.CONTACT_DISTANCE] = contact_distance(ds[schema.LITHOLOGY])
+    if faults is not None:
+        ds[schema.FAULT_DISTANCE] = fault_distance(faults, grid)
+    if covariate_channels(ds):
+        ds[schema.LR_VIEW] = lr_view(ds)
     ds.attrs.update(
         {
             "title": "geochem_sr survey dataset",

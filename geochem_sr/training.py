@@ -96,6 +96,7 @@ def train(
     lr: float = 1e-3,
     lr_step: int = 40,
     lr_gamma: float = 0.5,
+    weight_decay: float = 0.0,
     patience: int | None = 20,
     loss: str = "mse",
     target_scale: str | None = None,
@@ -135,6 +136,8 @@ def train(
         Adam learning rate.
     lr_step, lr_gamma : int, float, default 40, 0.5
         The learning rate is multiplied by ``lr_gamma`` every ``lr_step`` epochs.
+    weight_decay : float, default 0
+        Decoupled weight decay (AdamW) when positive; 0 is plain Adam (the paper's).
     patience : int or None, default 20
         Stop after this many epochs without a lower validation loss; None trains all
         ``epochs``.
@@ -217,6 +220,8 @@ def train(
     >>> print(model.summary())  # doctest: +SKIP
     """
     _check_arguments(epochs, batch_size, lr, lr_step, lr_gamma, patience)
+    if not (isinstance(weight_decay, int | float) and 0 <= weight_decay < 1):
+        raise SchemaError(f"weight_decay: expected a number in [0, 1), found {weight_decay!r}")
     if target_scale not in _TARGET_SCALES:
         raise SchemaError(f"target_scale: expected one of {_TARGET_SCALES}, found {target_scale!r}")
     if data is None:
@@ -233,11 +238,13 @@ def train(
                                loss, augment, seed)
     if target_scale is not None:  # absent when off: checkpoints of earlier versions resume
         setup["target_scale"] = target_scale
+    if weight_decay:
+        setup["weight_decay"] = float(weight_decay)
     augment_was = [getattr(d, "augment", None) for d in (parts.train, parts.val)]
     try:
         with _deterministic(dev), _forked_rng(dev):
             run = _Run.start(parts, model, net_kwargs, loss, batch_size, lr, lr_step,
-                             lr_gamma, augment, seed, dev, target_scale)
+                             lr_gamma, augment, seed, dev, target_scale, weight_decay)
             ckpt = Path(checkpoint) if checkpoint is not None else None
             if ckpt is not None and resume and ckpt.exists():
                 run.restore(_read_checkpoint(ckpt), setup, ckpt)
@@ -350,7 +357,8 @@ class _Run:
     @classmethod
     def start(cls, parts: _Parts, model: str, net_kwargs: dict[str, Any], loss: str,
               batch_size: int, lr: float, lr_step: int, lr_gamma: float, augment: bool,
-              seed: int, dev: torch.device, target_scale: str | None = None) -> _Run:
+              seed: int, dev: torch.device, target_scale: str | None = None,
+              weight_decay: float = 0.0) -> _Run:
         import torch
 
         from geochem_sr.losses import get_loss
@@ -365,7 +373,8 @@ class _Run:
         self.fmt = _memory_format(dev, net)
         self.net = net.to(dev).to(memory_format=self.fmt)
         self.loss_fn = get_loss(loss)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=lr)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=lr, weight_decay=weight_decay) \
+            if weight_decay else torch.optim.Adam(self.net.parameters(), lr=lr)
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=lr_step, gamma=lr_gamma)
         _set_augment(parts.train, augment)
         _set_augment(parts.val, False)
