@@ -42,7 +42,18 @@ receptive field (``(receptive_field - 1) // 2``: how far, in cells, an output ce
    predict each Dask chunk from one window and keep its core (they cannot see the
    neighbouring windows without computing them twice): identical to the blended result
    when ``halo >= reach``, and cut at chunk seams when it is not.
-4. **Coverage.** A cell with any NaN input channel is masked: its inputs become 0 (as in
+4. **Patch context.** A network trained on ``patch_size`` patches (32 cells) never saw more
+   context than a patch, and one whose receptive field is wider (both U-Nets) predicts
+   differently on a whole tile than on patches: on the synthetic region the multi-level
+   U-Net's gain on held-out blocks was +2.1 % from patches and +0.6 % from whole tiles
+   (+7.1 % and +5.8 % on the validation blocks). So by default (``model.extra["context"]
+   == "patch"``) each window is itself predicted as ``patch_size`` sub-windows every
+   ``patch_size // 2`` cells on a lattice fixed to the window's origin, blended with a
+   separable ``sin**2`` weight that vanishes towards each sub-window's edge. ``tile`` and
+   ``halo`` are multiples of the stride, so the lattice is the same in every window and
+   tiled still equals untiled. It costs about 4 forwards per cell. ``"tile"`` runs the
+   network on whole windows (faster; for networks trained on larger patches).
+5. **Coverage.** A cell with any NaN input channel is masked: its inputs become 0 (as in
    training) and its outputs NaN. NaN never reaches the network, so it never spreads;
    what a masked cell does to its neighbours is what training taught the network that a
    zero input means.
@@ -87,6 +98,7 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -189,8 +201,8 @@ def default_halo(model: GeoSRModel) -> int:
         Cells added on each side of a tile (e.g. 80 for the multi-level U-Net, whose
         receptive field is 157 cells and size multiple 16).
     """
-    g = _geometry(model)
-    return _round_up(g.reach, g.size_multiple)
+    m, reach = _alignment(model)
+    return _round_up(reach, m)
 
 
 def _resolve(
@@ -198,7 +210,7 @@ def _resolve(
 ) -> tuple[_Geometry, int, int, int]:
     """Check and align tile, halo, blend; warn when the halo is below the reach."""
     g = _geometry(model)
-    m = g.size_multiple
+    m, reach = _alignment(model)
     if isinstance(tile, bool) or not isinstance(tile, int | np.integer) or tile < 1:
         raise SchemaError(f"tile: expected a positive number of cells, found {tile!r}")
     if halo is None:
@@ -207,9 +219,9 @@ def _resolve(
         raise SchemaError(f"halo: expected a number of cells >= 0, found {halo!r}")
     halo = _round_up(halo, m)
     tile = max(_round_up(tile, m), halo, m)
-    if halo < g.reach:
+    if halo < reach:
         warnings.warn(
-            f"halo: {halo} cells is below the network's reach ({g.reach} cells, receptive "
+            f"halo: {halo} cells is below the network's reach ({reach} cells, receptive "
             f"field {g.receptive_field}); tiles see less context than a whole-region "
             "prediction, so values near tile seams are approximations (blended in "
             "predict_array, cut at chunk seams in super_resolve/predict_to_zarr)",
@@ -217,7 +229,7 @@ def _resolve(
             stacklevel=3,
         )
     if blend is None:
-        blend = halo - g.reach if halo >= g.reach else halo // 2
+        blend = halo - reach if halo >= reach else halo // 2
     if isinstance(blend, bool) or not isinstance(blend, int | np.integer) or blend < 0:
         raise SchemaError(f"blend: expected a number of cells >= 0, found {blend!r}")
     blend = min(int(blend), halo, tile // 2)
@@ -340,7 +352,85 @@ class _NullLock:
 
 
 # =========================================================================== windows
+#: Inference contexts: each window predicted as training-size sub-windows, or whole.
+CONTEXTS = ("patch", "tile")
+
+
+def _patch_context(model: GeoSRModel) -> tuple[int, int] | None:
+    """(patch size, stride) of patch-context prediction, or None to predict whole windows."""
+    context = (model.extra or {}).get("context", "patch")
+    if context not in CONTEXTS:
+        raise SchemaError(f"model.extra['context']: expected one of {CONTEXTS}, found "
+                          f"{context!r}")
+    p = int(model.patch_size or 0)
+    m = _geometry(model).size_multiple
+    if context == "tile" or p < 2 or p % m != 0 or (p // 2) % m != 0:
+        return None
+    return p, p // 2
+
+
+def _alignment(model: GeoSRModel) -> tuple[int, int]:
+    """(multiple that tiles and halos are rounded to, reach of an output cell)."""
+    g = _geometry(model)
+    ctx = _patch_context(model)
+    if ctx is None:
+        return g.size_multiple, g.reach
+    p, step = ctx  # a cell's value depends on the sub-windows covering it: p cells away
+    return math.lcm(g.size_multiple, step), p
+
+
+def _lattice_size(n: int, p: int, step: int) -> int:
+    """Smallest ``p + k * step >= n``: the window is zero-padded at its end to this size,
+    so every sub-window starts on the lattice (never a shifted last one)."""
+    return p + _round_up(max(n - p, 0), step)
+
+
+def _sub_weights(p: int) -> np.ndarray:
+    """``sin**2`` weights over a ``p``-cell sub-window: small next to its edges."""
+    u = (np.arange(p) + 0.5) / p
+    return np.sin(np.pi * u) ** 2
+
+
 def _predict_windows(
+    model: GeoSRModel,
+    digest: str,
+    windows: Sequence[np.ndarray],
+    *,
+    tta: bool,
+    device: str,
+    batch_size: int | None,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    """Predict zero-filled windows ``(C, h, w)`` in the model's context (module notes);
+    yield ``(index, residual, spread)``."""
+    ctx = _patch_context(model)
+    if ctx is None:
+        yield from _predict_whole(model, digest, windows, tta=tta, device=device,
+                                  batch_size=batch_size)
+        return
+    p, step = ctx
+    weight = np.outer(_sub_weights(p), _sub_weights(p))
+    for i, w in enumerate(windows):
+        h, wd = w.shape[-2:]
+        hp, wp = _lattice_size(h, p, step), _lattice_size(wd, p, step)
+        w = np.pad(w, ((0, 0), (0, hp - h), (0, wp - wd)))
+        pos = [(a, b) for a in range(0, hp - p + 1, step) for b in range(0, wp - p + 1, step)]
+        subs = [w[:, a:a + p, b:b + p] for a, b in pos]
+        acc = np.zeros((len(model.elements), hp, wp))
+        acc_sd = np.zeros_like(acc) if tta else None
+        wsum = np.zeros((hp, wp))
+        for j, res, spread in _predict_whole(model, digest, subs, tta=tta, device=device,
+                                             batch_size=batch_size):
+            a, b = pos[j]
+            acc[:, a:a + p, b:b + p] += weight * res
+            if acc_sd is not None and spread is not None:
+                acc_sd[:, a:a + p, b:b + p] += weight * spread
+            wsum[a:a + p, b:b + p] += weight
+        core = (slice(None), slice(0, h), slice(0, wd))
+        yield (i, (acc[core] / wsum[:h, :wd]).astype(np.float32),
+               None if acc_sd is None else (acc_sd[core] / wsum[:h, :wd]).astype(np.float32))
+
+
+def _predict_whole(
     model: GeoSRModel,
     digest: str,
     windows: Sequence[np.ndarray],

@@ -5,6 +5,7 @@ Small regions (100 x 130 cells), tiny networks with random weights, tiles of 32-
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -185,10 +186,12 @@ def test_constant_input_gives_a_seam_free_output(survey, key):
 
     A network with stride-2 up-sampling answers a constant input with a pattern of period
     ``size_multiple`` (its transposed convolutions weigh the sub-cells differently), a
-    network without stride with a constant. A seam would break that periodicity.
+    network without stride with a constant; predicted from patch-size sub-windows, the
+    pattern's period is the sub-window lattice's (the alignment multiple). A seam would
+    break that periodicity.
     """
     model = _model(survey, key)
-    m = inference._geometry(model).size_multiple
+    m = inference._alignment(model)[0]
     x = np.ones((len(model.channels), NY, NX), dtype="float32")
     x *= np.linspace(-1, 1, len(model.channels), dtype="float32")[:, None, None]
 
@@ -205,7 +208,9 @@ def test_constant_input_gives_a_seam_free_output(survey, key):
         inside_x, inside_y = [c - 16 for c in seams_x], [r - 16 for r in seams_y]
         np.testing.assert_allclose(dx[:, :, seams_x], dx[:, :, inside_x], atol=1e-5)
         np.testing.assert_allclose(dy[:, seams_y, :], dy[:, inside_y, :], atol=1e-5)
-    if m == 1:
+    if inference._geometry(model).size_multiple == 1:  # whole tiles: a constant
+        whole = dataclasses.replace(model, extra={**model.extra, "context": "tile"})
+        res, _ = inference.predict_array(whole, x, tile=32)
         assert np.ptp(res, axis=(1, 2)).max() <= 1e-5
     # and the same through Dask chunks
     ds = survey.copy()
@@ -474,3 +479,22 @@ def test_local_cluster_equals_threaded_run(store):
     for name in (schema.HR_PRED, schema.RESIDUAL_PRED):
         np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-6, atol=1e-6)
         assert np.array_equal(np.isnan(a[name].values), np.isnan(b[name].values))
+
+
+def test_patch_context_sees_only_a_patch_around_each_cell(survey):
+    """Predicted from training-size sub-windows, a cell ignores inputs farther than
+    ``patch_size`` cells; predicted from whole tiles, a U-Net's cell does not."""
+    model = _model(survey, "unet3")
+    x = _inputs(survey, model)
+    far = x.copy()
+    far[:, :, :8] += 3.0  # change the westmost 8 columns
+    p = model.patch_size
+    base, _ = inference.predict_array(model, x, tile=64)
+    moved, _ = inference.predict_array(model, far, tile=64)
+    np.testing.assert_allclose(moved[:, :, 8 + p:], base[:, :, 8 + p:], atol=1e-6)
+    assert np.abs(moved[:, :, :8] - base[:, :, :8]).max() > 1e-3
+    whole = dataclasses.replace(model, extra={**model.extra, "context": "tile"})
+    assert inference._geometry(whole).reach > p
+    base_t, _ = inference.predict_array(whole, x, tile=64)
+    moved_t, _ = inference.predict_array(whole, far, tile=64)
+    assert np.abs(moved_t[:, :, 8 + p:] - base_t[:, :, 8 + p:]).max() > 1e-6
