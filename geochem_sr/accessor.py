@@ -62,7 +62,7 @@ class GeoSRAccessor:
 
         return embedding_table(self._ds)
 
-    def patches(self, inputs: str = "geochem+terrain+geology", **kwargs: Any) -> Any:
+    def patches(self, inputs: str = "auto", **kwargs: Any) -> Any:
         """Split into blocks and index training patches
         (:func:`geochem_sr.patches.prepare_training_data`)."""
         from geochem_sr.patches import prepare_training_data
@@ -70,7 +70,7 @@ class GeoSRAccessor:
         return prepare_training_data(self._ds, inputs, **kwargs)
 
     # ------------------------------------------------------------------ model
-    def train(self, model: str = "multilevel_unet", inputs: str = "geochem+terrain+geology",
+    def train(self, model: str = "multilevel_unet", inputs: str = "auto",
               **kwargs: Any) -> GeoSRModel:
         """Train a network on the blocks where both surveys exist
         (:func:`geochem_sr.training.train`)."""
@@ -79,7 +79,7 @@ class GeoSRAccessor:
         return train(self._ds, model=model, inputs=inputs, **kwargs)
 
     def cross_validate(self, model: str = "multilevel_unet",
-                       inputs: str = "geochem+terrain+geology", **kwargs: Any) -> Any:
+                       inputs: str = "auto", **kwargs: Any) -> Any:
         """Spatial block cross-validation (:func:`geochem_sr.trust.cross_validate`)."""
         from geochem_sr.trust import cross_validate
 

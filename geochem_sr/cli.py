@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model-out", default="model.pt")
     t.add_argument("--network", default="multilevel_unet",
                    choices=["multilevel_unet", "unet", "vdsr", "srcnn"])
-    t.add_argument("--inputs", default="geochem+terrain+geology")
+    t.add_argument("--inputs", default="auto",
+                   help="input set, e.g. geochem+terrain+geology; auto: all the survey provides")
     t.add_argument("--epochs", type=int, default=50)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint", help="checkpoint file: resume from it if present")

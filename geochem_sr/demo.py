@@ -63,7 +63,7 @@ def run_demo(
     timings["build_s"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    net = ds.geosr.train(model=model, inputs="geochem+terrain+geology", epochs=epochs,
+    net = ds.geosr.train(model=model, inputs="auto", epochs=epochs,
                          seed=seed, progress=True)
     net = calibrate(ds, net, seed=seed)
     model_path = net.save(out / "model.pt")

@@ -771,6 +771,7 @@ def prepare_training_data(
     if elements is None:
         elements = [str(e) for e in ds[schema.ELEMENT].values]
     elements = [str(e) for e in elements]
+    inputs = schema.resolve_inputs(inputs, ds)
     groups = schema.parse_input_set(inputs)
     n_emb = 5
     if "geology" in groups and schema.GEOLOGY_EMBEDDING in ds.data_vars:

@@ -142,6 +142,46 @@ def parse_input_set(inputs: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(g for g in valid if g in parts)
 
 
+def resolve_inputs(inputs: str | Sequence[str], ds: xr.Dataset) -> str:
+    """An input set as a canonical string; ``"auto"``: every group ``ds`` can provide.
+
+    ``"auto"`` takes ``geochem``, then ``terrain`` (elevation, slope and aspect),
+    ``geology`` (geology_embedding), ``faults`` (fault_distance), ``contacts``
+    (contact_distance), and ``unseen`` when ``lr_view`` holds every covariate of those
+    groups. On the synthetic region only the set with ``unseen`` beat the sparse map in
+    cross-validation (``benchmarks/results/trust.md``), so ``"auto"`` is what
+    :func:`geochem_sr.training.train` uses by default.
+
+    Examples
+    --------
+    >>> ds = make_grid((0, 0, 100, 100), 50.0, "EPSG:32650")
+    >>> resolve_inputs("auto", ds)
+    'geochem'
+    >>> resolve_inputs("terrain+geochem", ds)
+    'geochem+terrain'
+    """
+    if not (isinstance(inputs, str) and inputs == "auto"):
+        return "+".join(parse_input_set(inputs))
+    groups = ["geochem"]
+    have = set(map(str, ds.data_vars))
+    covariates: list[str] = []
+    if set(TERRAIN_VARS) <= have:
+        groups.append("terrain")
+        covariates += [ELEVATION, SLOPE, f"{ASPECT}_sin", f"{ASPECT}_cos"]
+    if GEOLOGY_EMBEDDING in have:
+        groups.append("geology")
+        covariates += [f"{EMBEDDING}:{i}" for i in range(ds.sizes[EMBEDDING])]
+    for group, var in (("faults", FAULT_DISTANCE), ("contacts", CONTACT_DISTANCE)):
+        if var in have:
+            groups.append(group)
+            covariates.append(var)
+    if covariates and LR_VIEW in have:
+        seen = {str(c) for c in ds[LR_VIEW][COVARIATE].values}
+        if set(covariates) <= seen:
+            groups.append("unseen")
+    return "+".join(groups)
+
+
 # --- validation -----------------------------------------------------------------------
 def _grid_spacing(coord: np.ndarray, name: str) -> float:
     if coord.size < 2:

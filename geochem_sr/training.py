@@ -88,7 +88,7 @@ _TARGET_SCALES = ("rms", None)
 def train(
     ds: xr.Dataset,
     model: str = "multilevel_unet",
-    inputs: str = "geochem+terrain+geology",
+    inputs: str = "auto",
     *,
     elements: list[str] | tuple[str, ...] | None = None,
     epochs: int = 50,
@@ -123,9 +123,11 @@ def train(
     model : str, default "multilevel_unet"
         Network name (:func:`geochem_sr.models.get_model`): ``"multilevel_unet"``,
         ``"srcnn"``, ``"vdsr"`` or ``"unet"``.
-    inputs : str, default "geochem+terrain+geology"
-        Input set (the paper's three: ``"geochem"``, ``"geochem+terrain"``,
-        ``"geochem+terrain+geology"``).
+    inputs : str, default "auto"
+        Input set: the paper's three (``"geochem"``, ``"geochem+terrain"``,
+        ``"geochem+terrain+geology"``), any ``+``-joined groups of
+        :data:`geochem_sr.schema.INPUT_GROUPS`, or ``"auto"``: every group the dataset
+        provides (:func:`geochem_sr.schema.resolve_inputs`).
     elements : sequence of str, optional
         Elements to predict (default: all of ``ds.element``).
     epochs : int, default 50

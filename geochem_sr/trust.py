@@ -1017,6 +1017,7 @@ def _receptive_field(name: str, ds: xr.Dataset, inputs: str, kw: Mapping[str, An
 
     elements = kw.get("elements") or [str(e) for e in ds[schema.ELEMENT].values]
     n_emb = int(ds.sizes.get(schema.EMBEDDING, 5))
+    inputs = schema.resolve_inputs(inputs, ds)
     net = get_model(name, in_channels=len(channel_names(inputs, elements, n_emb)),
                     out_channels=len(elements), **dict(kw.get("model_kwargs") or {}))
     return int(getattr(net, "receptive_field", 64))
@@ -1083,7 +1084,7 @@ def _fold_scores(ds: xr.Dataset, cal: GeoSRModel, held: _Held, test_mask: np.nda
 def cross_validate(
     ds: xr.Dataset,
     model: str | GeoSRModel = "multilevel_unet",
-    inputs: str = "geochem+terrain+geology",
+    inputs: str = "auto",
     *,
     folds: int = 5,
     block_size: int | float | None = None,
@@ -1106,7 +1107,7 @@ def cross_validate(
     model : str or GeoSRModel, default "multilevel_unet"
         A network name (:func:`geochem_sr.models.get_model`), or a trained model whose
         network, configuration, inputs, elements and patch size are reused.
-    inputs : str, default "geochem+terrain+geology"
+    inputs : str, default "auto"
         Input set (ignored when ``model`` is a GeoSRModel).
     folds : int, default 5
         Number of folds (:meth:`geochem_sr.patches.BlockSplitter.folds`).

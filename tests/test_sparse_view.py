@@ -103,3 +103,21 @@ def test_a_model_with_unseen_channels_names_what_the_dataset_lacks():
         model.check_compatible(ds)
     with pytest.raises(ModelMismatchError, match="lr_view"):
         model.check_compatible(ds.drop_vars("lr_view"))
+
+
+def test_auto_inputs_take_every_group_the_survey_provides():
+    import geochem_sr as gs
+
+    region = gs.synthetic_region(seed=0, size_km=(3, 3))
+    full = gs.build_survey(region.samples_sparse, dem=region.dem, geology=region.geology,
+                           faults=region.faults, method="idw")
+    assert schema.resolve_inputs("auto", full) == schema.FULL_INPUTS
+    assert len(channels.channel_names(schema.FULL_INPUTS, full.element.values)) == 32
+    no_faults = full.drop_vars([schema.FAULT_DISTANCE])
+    assert schema.resolve_inputs("auto", no_faults) == "geochem+terrain+geology+contacts+unseen"
+    stale = no_faults.drop_vars([schema.LR_VIEW, schema.COVARIATE]).assign(
+        {schema.LR_VIEW: full[schema.LR_VIEW].isel(covariate=[0])})
+    assert schema.resolve_inputs("auto", stale) == "geochem+terrain+geology+contacts"
+    x = channels.stack_inputs(full, channels.channel_names(schema.FULL_INPUTS,
+                                                           full.element.values))
+    assert np.isfinite(x.values).mean() > 0.9
