@@ -36,6 +36,11 @@ _LAZY: dict[str, str] = {
     "read_samples": "geochem_sr.io",
     "read_dem": "geochem_sr.io",
     "read_geology": "geochem_sr.io",
+    "read_faults": "geochem_sr.io",
+    "fault_distance": "geochem_sr.structure",
+    "contact_distance": "geochem_sr.structure",
+    "lr_view": "geochem_sr.sparse_view",
+    "add_lr_view": "geochem_sr.sparse_view",
     "grid_samples": "geochem_sr.gridding",
     "add_terrain": "geochem_sr.terrain",
     "embed_geology": "geochem_sr.geology",
@@ -58,7 +63,8 @@ _LAZY: dict[str, str] = {
 }
 _SUBMODULES = {"models", "schema", "io", "gridding", "terrain", "geology", "synthetic",
                "patches", "training", "metrics", "inference", "plotting", "trust", "cli",
-               "channels", "experiment", "losses", "survey", "model_file"}
+               "channels", "experiment", "losses", "survey", "model_file", "structure",
+               "sparse_view"}
 
 __all__ = [
     "CRSError",

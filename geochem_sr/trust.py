@@ -1280,6 +1280,7 @@ def _aggregate(per_fold: pd.DataFrame, elements: Sequence[str]) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows, index=pd.Index(list(elements), name=schema.ELEMENT))
     if len(df):
+        df = df.astype({c: float for c in df.select_dtypes("number").columns})
         df.loc["mean"] = df.mean(numeric_only=True)
     return df
 

@@ -89,14 +89,20 @@ def test_markdown_layout(first: tuple[Path, dict]) -> None:
     md = (out / "experiment-smoke.md").read_text()
     header = ("| Network | Geochem | Topo | Geology | PSNR max | PSNR avg | SSIM max | SSIM avg "
               "| RMSE (log10) | IoU95 |")
-    assert md.count(header) == 2  # networks, then baselines
+    assert md.count(header) == 3  # networks, the toolkit default, then baselines
     table = md.split(header)[1].split("\n\n")[0].strip().splitlines()[1:]
+    toolkit = md.split(header)[2].split("\n\n")[0].strip().splitlines()[1:]
+    assert [line.split("|")[1].strip() for line in toolkit] == [ex.TOOLKIT_LABEL]
+    tk = next(r for r in res["rows"] if r["kind"] == "toolkit")
+    assert tk["inputs"] == "geochem+terrain+geology+faults+contacts+unseen"
+    assert tk["training"]["epochs_run"] >= 1 and "error" not in tk["trust"]
+    assert "Its test-block gains after do-no-harm calibration" in md
     assert len(table) == N_ROWS
     labels = [line.split("|")[1].strip() for line in table]
     assert labels == [ex.NETWORK_LABELS[n] for n in ex.NETWORKS for _ in ex.INPUT_SETS]
     flags = [tuple(c.strip() for c in line.split("|")[2:5]) for line in table[:3]]
     assert flags == [("Yes", "Yes", "Yes"), ("Yes", "Yes", "No"), ("Yes", "No", "No")]
-    base = md.split(header)[2].split("\n\n")[0].strip().splitlines()[1:]
+    base = md.split(header)[3].split("\n\n")[0].strip().splitlines()[1:]
     assert [line.split("|")[1].strip() for line in base] == [
         ex.BASELINE_LABELS[b] for b in ex.BASELINES]
     for section in ("## Settings", "## Per element: RMSE (log10)", "## Per element: anomaly IoU",
