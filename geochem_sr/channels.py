@@ -197,12 +197,23 @@ def _aspect_component(ds: xr.Dataset, name: str) -> xr.DataArray:
 
 
 def _raw_channel(ds: xr.Dataset, name: str) -> xr.DataArray:
+    if name.startswith(UNSEEN_PREFIX):  # first: unseen aspect names are directional too
+        base = name[len(UNSEEN_PREFIX):]
+        view = _require_var(ds, schema.LR_VIEW, name)
+        have = [str(c) for c in view[schema.COVARIATE].values]
+        if base not in have:
+            raise SchemaError(
+                f"channel '{name}': variable '{schema.LR_VIEW}' lacks covariate '{base}' "
+                f"(found {have}); compute it with geochem_sr.sparse_view.add_lr_view(ds)"
+            )
+        seen = view.isel({schema.COVARIATE: have.index(base)}, drop=True)
+        return _raw_channel(ds, base) - seen
     if name.startswith(_LR_PREFIX):
         lr = _require_var(ds, schema.LR, name)
         return _log10(_element(lr, schema.LR, name[len(_LR_PREFIX):]))
     if name in (schema.ELEVATION, schema.SLOPE):
         return _require_var(ds, name, name)
-    if name in DIRECTIONAL_CHANNELS:
+    if name in (ASPECT_SIN, ASPECT_COS):
         return _aspect_component(ds, name)
     if name.startswith(_EMB_PREFIX):
         emb = _require_var(ds, schema.GEOLOGY_EMBEDDING, name)
@@ -217,17 +228,6 @@ def _raw_channel(ds: xr.Dataset, name: str) -> xr.DataArray:
     if name in (schema.FAULT_DISTANCE, schema.CONTACT_DISTANCE):
         d = _require_var(ds, name, name).astype(np.float32)
         return np.log10(1 + d.clip(min=0) / np.float32(DISTANCE_SCALE))
-    if name.startswith(UNSEEN_PREFIX):
-        base = name[len(UNSEEN_PREFIX):]
-        view = _require_var(ds, schema.LR_VIEW, name)
-        have = [str(c) for c in view[schema.COVARIATE].values]
-        if base not in have:
-            raise SchemaError(
-                f"channel '{name}': variable '{schema.LR_VIEW}' lacks covariate '{base}' "
-                f"(found {have}); compute it with geochem_sr.sparse_view.add_lr_view(ds)"
-            )
-        seen = view.isel({schema.COVARIATE: have.index(base)}, drop=True)
-        return _raw_channel(ds, base) - seen
     raise SchemaError(
         f"channel '{name}': expected 'lr:<El>', 'elevation', 'slope', 'aspect_sin', "
         "'aspect_cos', 'embedding:<i>', 'fault_distance', 'contact_distance' or "

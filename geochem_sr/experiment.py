@@ -612,7 +612,8 @@ def _train(ds: xr.Dataset, data: TrainingData, network: str, profile: Profile, s
                       patience=profile.patience, loss=profile.loss,
                       target_scale=profile.target_scale,
                       model_kwargs=dict(profile.model_kwargs.get(network, {})),
-                      seed=seed, data=data, progress=False, **(lr or {"lr": profile.lr}))
+                      seed=seed, data=data, progress=False,
+                      **({"lr": profile.lr} if lr is None else lr))
     notes = sorted({str(w.message) for w in caught if issubclass(w.category, UserWarning)})
     return model, notes
 

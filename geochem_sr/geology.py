@@ -1189,7 +1189,9 @@ def embed_geology(
         if schema.SPATIAL_REF in out.coords:
             out[var].encoding["grid_mapping"] = schema.SPATIAL_REF
     out.attrs[schema.ATTR_GEOLOGY_VOCAB] = vocab.to_json()
-    return out
+    from geochem_sr.sparse_view import refresh_lr_view
+
+    return refresh_lr_view(out)  # the embedding changed: so does what the sparse sites see
 
 
 def vocabulary_of(ds: xr.Dataset) -> GeologyVocabulary | None:

@@ -198,8 +198,10 @@ def default_halo(model: GeoSRModel) -> int:
     Returns
     -------
     int
-        Cells added on each side of a tile (e.g. 80 for the multi-level U-Net, whose
-        receptive field is 157 cells and size multiple 16).
+        Cells added on each side of a tile: with the default patch context the patch
+        size rounded up to the sub-window lattice (32 for 32-cell patches); with
+        ``model.extra["context"] = "tile"`` the network's reach rounded up to its size
+        multiple (80 for the multi-level U-Net: receptive field 157, size multiple 16).
     """
     m, reach = _alignment(model)
     return _round_up(reach, m)
@@ -221,8 +223,9 @@ def _resolve(
     tile = max(_round_up(tile, m), halo, m)
     if halo < reach:
         warnings.warn(
-            f"halo: {halo} cells is below the network's reach ({reach} cells, receptive "
-            f"field {g.receptive_field}); tiles see less context than a whole-region "
+            f"halo: {halo} cells is below the network's reach ({reach} cells: the patch "
+            f"size in patch context, else half the receptive field {g.receptive_field}); "
+            "tiles see less context than a whole-region "
             "prediction, so values near tile seams are approximations (blended in "
             "predict_array, cut at chunk seams in super_resolve/predict_to_zarr)",
             UserWarning,
@@ -698,18 +701,12 @@ def _prepare_inputs(ds: xr.Dataset, model: GeoSRModel, reembed: bool) -> xr.Data
     """Check the model against the dataset; embed geology with the model's vocabulary
     when the dataset has lithology but no (or, with ``reembed``, another) embedding, and
     then see the covariates from the sparse sites again (``lr_view``)."""
-    from geochem_sr.channels import UNSEEN_PREFIX
 
     if _embeds(ds, model, reembed):
         from geochem_sr.geology import GeologyVocabulary, embed_geology
 
         vocab = GeologyVocabulary.from_json(model.geology_vocabulary)
-        ds = embed_geology(ds, vocabulary=vocab)
-        unseen = [c[len(UNSEEN_PREFIX):] for c in model.channels if c.startswith(UNSEEN_PREFIX)]
-        if unseen:  # the covariates changed: see them again from the sparse sites
-            from geochem_sr.sparse_view import add_lr_view
-
-            ds = add_lr_view(ds, unseen)
+        ds = embed_geology(ds, vocabulary=vocab)  # refreshes lr_view too
     model.check_compatible(ds)
     if schema.X not in ds.dims or schema.Y not in ds.dims:
         raise SchemaError(

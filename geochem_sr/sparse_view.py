@@ -12,8 +12,9 @@ channels lift a per-cell ridge regression's gain on held-out blocks from +1.5 % 
 
 The sites are stored on the grid as ``lr_sites`` (number of sparse samples per cell, from
 :func:`site_counts`, recorded by :func:`geochem_sr.survey.build_survey`), so a survey
-dataset carries everything the channels need. Numpy and dask inputs give equal results;
-the dask path interpolates chunk by chunk.
+dataset carries everything the channels need. Numpy and dask inputs give equal results.
+On dask input the covariates are read at the sites at once (a small, eager read), and the
+interpolation onto the grid is lazy, chunk by chunk.
 
 Examples
 --------
@@ -36,7 +37,7 @@ import xarray as xr
 from geochem_sr import schema
 from geochem_sr.errors import DataError, SchemaError
 
-__all__ = ["site_counts", "lr_view", "add_lr_view"]
+__all__ = ["site_counts", "lr_view", "add_lr_view", "refresh_lr_view"]
 
 #: Sites each interpolated cell uses (inverse-distance weights, power 2).
 DEFAULT_K = 16
@@ -94,11 +95,14 @@ def _interpolate(xy: np.ndarray, values: np.ndarray, xs: np.ndarray, ys: np.ndar
     gx, gy = np.meshgrid(xs, ys)
     q = np.c_[gx.ravel(), gy.ravel()]
     out = np.full((values.shape[0], ys.size, xs.size), np.nan, np.float32)
-    for i, v in enumerate(values):
-        ok = np.isfinite(v)
-        if ok.any():
-            est = idw_points(xy[ok], v[ok], q, k=min(k, int(ok.sum())))
-            out[i] = est.reshape(ys.size, xs.size)
+    ok = np.isfinite(values)
+    full = [i for i in range(values.shape[0]) if ok[i].all()]
+    if full:  # covariates finite at every site share one neighbour search
+        est = idw_points(xy, values[full], q, k=min(k, len(xy)))
+        out[full] = np.asarray(est).reshape(len(full), ys.size, xs.size)
+    for i in sorted(set(range(values.shape[0])) - set(full)):
+        est = idw_points(xy[ok[i]], values[i][ok[i]], q, k=min(k, int(ok[i].sum())))
+        out[i] = est.reshape(ys.size, xs.size)
     return out
 
 
@@ -137,6 +141,12 @@ def lr_view(
     site_values = np.asarray(
         raw.isel({schema.Y: xr.DataArray(rows), schema.X: xr.DataArray(cols)}).values,
         np.float64)
+    empty = [c for c, v in zip(covariates, site_values, strict=True) if not np.isfinite(v).any()]
+    if empty:
+        raise DataError(
+            f"covariates {empty}: no finite value at any sparse-survey site "
+            f"('{schema.LR_SITES}'), so the sparse survey sees nothing of them"
+        )
     xs, ys = ds[schema.X].values, ds[schema.Y].values
     xy = np.c_[xs[cols], ys[rows]]
     if raw.chunks is None:
@@ -161,7 +171,24 @@ def lr_view(
 
 def add_lr_view(ds: xr.Dataset, covariates: Sequence[str] | None = None,
                 k: int = DEFAULT_K) -> xr.Dataset:
-    """A copy of ``ds`` with ``lr_view`` (see :func:`lr_view`); ``ds`` is not changed."""
-    out = ds.copy()
-    out[schema.LR_VIEW] = lr_view(ds, covariates, k)
+    """A copy of ``ds`` with a new ``lr_view`` (see :func:`lr_view`) replacing any old one
+    and its ``covariate`` coordinate; ``ds`` is not changed."""
+    view = lr_view(ds, covariates, k)
+    out = ds.drop_vars([schema.LR_VIEW, schema.COVARIATE], errors="ignore")
+    out[schema.LR_VIEW] = view
     return out
+
+
+def refresh_lr_view(ds: xr.Dataset) -> xr.Dataset:
+    """Recompute an existing ``lr_view`` after its covariates changed (re-embedded geology,
+    new terrain); a dataset without one, or without ``lr_sites``, is returned unchanged
+    less any stale view."""
+    if schema.LR_VIEW not in ds.data_vars:
+        return ds
+    from geochem_sr.channels import covariate_channels
+
+    have = set(covariate_channels(ds))
+    keep = [str(c) for c in ds[schema.COVARIATE].values if str(c) in have]
+    if schema.LR_SITES not in ds.data_vars or not keep:
+        return ds.drop_vars([schema.LR_VIEW, schema.COVARIATE], errors="ignore")
+    return add_lr_view(ds, keep)

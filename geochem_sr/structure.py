@@ -41,7 +41,7 @@ def _proximity(target: xr.DataArray, cap: float) -> xr.DataArray:
     """Distance (grid units) from every cell to the nearest True cell, capped at ``cap``."""
     from xrspatial import proximity
 
-    raster = target.astype(np.uint8)
+    raster = target.astype(np.float32)  # float: the dask path pads with NaN
     if raster.chunks is None and not bool(target.any()):
         return xr.full_like(raster, cap, dtype=np.float32)
     d = proximity(raster, x=schema.X, y=schema.Y, max_distance=float(cap))
@@ -76,7 +76,8 @@ def fault_distance(
     Returns
     -------
     xarray.DataArray
-        ``fault_distance`` ``(y, x)`` float32 in metres, 0 on the cells a fault touches.
+        ``fault_distance`` ``(y, x)`` float32 in metres, 0 on the cells a fault line
+        touches or a fault-zone polygon covers.
     """
     from rasterio.features import rasterize
 
@@ -86,8 +87,7 @@ def fault_distance(
     gdf = io.read_faults(faults).to_crs(grid.rio.crs)
     ny, nx = grid.sizes[schema.Y], grid.sizes[schema.X]
     burnt = rasterize(
-        [(g, 1) for g in gdf.geometry.boundary.where(gdf.geom_type.str.contains("Polygon"),
-                                                     gdf.geometry)],
+        [(g, 1) for g in gdf.geometry],  # lines, and fault-zone polygons filled
         out_shape=(ny, nx),
         transform=grid.rio.transform(recalc=True),
         fill=0,
@@ -120,6 +120,8 @@ def contact_distance(lithology: xr.DataArray, cap: float = DISTANCE_CAP) -> xr.D
     """
     if lithology.dims != (schema.Y, schema.X):
         raise SchemaError(f"lithology: expected dims ('y', 'x'), found {lithology.dims}")
+    if lithology.rio.crs is not None:
+        schema.check_crs(lithology, "lithology")
     lith = lithology.astype(np.int32)
     mapped = lith >= 0
     contact = xr.zeros_like(mapped)

@@ -264,7 +264,9 @@ def add_terrain(ds: xr.Dataset) -> xr.Dataset:
     })
     if out.rio.crs is None and ds.rio.crs is not None:  # pragma: no cover - defensive
         out = out.rio.write_crs(ds.rio.crs)
-    return out
+    from geochem_sr.sparse_view import refresh_lr_view
+
+    return refresh_lr_view(out)  # new terrain: see it again from the sparse sites
 
 
 def _da_where(cond: Any, a: Any, b: Any) -> Any:

@@ -121,3 +121,35 @@ def test_auto_inputs_take_every_group_the_survey_provides():
     x = channels.stack_inputs(full, channels.channel_names(schema.FULL_INPUTS,
                                                            full.element.values))
     assert np.isfinite(x.values).mean() > 0.9
+
+
+def test_unseen_aspect_channels_are_aspect_minus_its_view():
+    ds = _with_sites(make_survey().rio.write_crs("EPSG:32650"))
+    rng = np.random.default_rng(1)
+    ds["aspect"] = (("y", "x"), rng.uniform(0, 360, ds.elevation.shape).astype("float32"))
+    ds = add_lr_view(ds, ["aspect_sin", "aspect_cos"])
+    x = channels.stack_inputs(ds, ["aspect_sin", "aspect_cos", "unseen:aspect_sin",
+                                   "unseen:aspect_cos"]).values
+    rad = np.deg2rad(ds.aspect.values)
+    np.testing.assert_allclose(x[0], np.sin(rad), atol=1e-5)
+    np.testing.assert_allclose(x[2], np.sin(rad) - ds.lr_view.values[0], atol=1e-5)
+    np.testing.assert_allclose(x[3], np.cos(rad) - ds.lr_view.values[1], atol=1e-5)
+    assert not np.allclose(x[2], x[3])
+
+
+def test_add_lr_view_replaces_the_covariates_and_refuses_unseen_ones():
+    from geochem_sr.sparse_view import refresh_lr_view
+
+    ds = _with_sites(make_survey().rio.write_crs("EPSG:32650"))
+    ds["slope"] = ds.elevation * 0 + 5.0
+    one = add_lr_view(ds, ["elevation"])
+    two = add_lr_view(one, ["elevation", "slope"])
+    assert list(two.covariate.values) == ["elevation", "slope"]
+    assert np.isfinite(two.lr_view.values).all()
+    # changed covariates: refresh sees them again
+    moved = two.assign(elevation=two.elevation + 100)
+    fresh = refresh_lr_view(moved)
+    np.testing.assert_allclose(fresh.lr_view.values[0], two.lr_view.values[0] + 100, rtol=1e-5)
+    blind = ds.assign(slope=ds.slope.where(ds[schema.LR_SITES] == 0))
+    with pytest.raises(DataError, match="slope"):
+        lr_view(blind, ["slope"])

@@ -84,3 +84,25 @@ def test_contact_distance_dask_equals_numpy():
     lazy = contact_distance(lith.chunk({"y": 5, "x": 7}))
     assert lazy.chunks is not None
     np.testing.assert_array_equal(lazy.values, contact_distance(lith).values)
+
+
+def test_contact_distance_dask_multichunk_path_equals_numpy():
+    grid = _grid(n=40)
+    lith = np.zeros((40, 40), np.int16)
+    lith[:, 25:] = 1
+    da = xr.DataArray(lith, dims=(schema.Y, schema.X),
+                      coords={schema.Y: grid.y, schema.X: grid.x}).rio.write_crs(grid.rio.crs)
+    eager = contact_distance(da, cap=300.0)
+    lazy = contact_distance(da.chunk({"y": 10, "x": 10}), cap=300.0)
+    np.testing.assert_array_equal(lazy.values, eager.values)
+    assert eager.values.max() == 300.0 and eager.values.min() == 0.0
+
+
+def test_contact_distance_refuses_a_geographic_grid_and_fault_zones_are_filled():
+    lith = _two_units(_grid())
+    with pytest.raises(CRSError, match="geographic"):
+        contact_distance(lith.rio.write_crs("EPSG:4326"))
+    grid = _grid()
+    zone = shapely.box(500000 + 200, 4000000, 500000 + 400, 4000600)
+    d = fault_distance(gpd.GeoDataFrame(geometry=[zone], crs="EPSG:32650"), grid)
+    assert (d.values[:, 5:7] == 0).all()
