@@ -48,7 +48,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     ds = gs.open_survey(args.survey)
     model = ds.geosr.train(model=args.network, inputs=args.inputs, epochs=args.epochs,
-                           seed=args.seed, checkpoint=args.checkpoint)
+                           seed=args.seed, checkpoint=args.checkpoint,
+                           ensemble=args.ensemble)
     if args.calibrate:
         from geochem_sr.trust import calibrate
 
@@ -129,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=50)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint", help="checkpoint file: resume from it if present")
+    t.add_argument("--ensemble", type=int, default=1,
+                   help="train N networks (seeds seed..seed+N-1) and average them")
     t.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                    help="skip do-no-harm shrinkage and uncertainty calibration")
     t.set_defaults(func=_cmd_train)

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -117,6 +118,7 @@ def train(
     progress: bool = True,
     data: TrainingData | None = None,
     callback: Callable[[dict[str, Any]], bool | None] | None = None,
+    ensemble: int = 1,
 ) -> GeoSRModel:
     """Train a network to predict ``log10(hr) - log10(lr)`` and return the best model.
 
@@ -184,6 +186,12 @@ def train(
         Patches already prepared by :func:`geochem_sr.patches.prepare_training_data`;
         then ``inputs``, ``elements``, ``splitter``, ``patch_size`` and ``stride`` are
         taken from it.
+    ensemble : int, default 1
+        Train this many networks with seeds ``seed, seed + 1, ...`` on the same patches
+        (each with its own early stopping; checkpoints ``<checkpoint>.member<i>``) and
+        return their mean (:class:`geochem_sr.models.ensemble.Ensemble`), whose validation
+        report is measured on the validation blocks like a single network's;
+        ``extra["ensemble"]`` lists the members. Costs ``ensemble`` times the training.
     callback : callable, optional
         Called after every epoch (after the checkpoint is written) with that epoch's
         history record; returning True stops training (the model is still returned, and a
@@ -226,6 +234,7 @@ def train(
     >>> print(model.summary())  # doctest: +SKIP
     """
     _check_arguments(epochs, batch_size, lr, lr_step, lr_gamma, patience)
+    n_members = _check_ensemble(ensemble)
     if not (isinstance(weight_decay, int | float) and 0 <= weight_decay < 1):
         raise SchemaError(f"weight_decay: expected a number in [0, 1), found {weight_decay!r}")
     if target_scale not in _TARGET_SCALES:
@@ -236,6 +245,16 @@ def train(
         data = prepare_training_data(ds, inputs, elements=elements, splitter=splitter,
                                      patch_size=patch_size, stride=stride, seed=seed)
     parts = _unpack(data, stride)
+    if n_members != 1:
+        members = [
+            train(ds, model, epochs=epochs, batch_size=batch_size, lr=lr, lr_step=lr_step,
+                  lr_gamma=lr_gamma, weight_decay=weight_decay, patience=patience, loss=loss,
+                  target_scale=target_scale, activation=activation, model_kwargs=model_kwargs,
+                  stride=stride, augment=augment, seed=seed + i, device=device,
+                  checkpoint=None if checkpoint is None else f"{checkpoint}.member{i}",
+                  resume=resume, progress=progress, data=data, callback=callback)
+            for i in range(n_members)]
+        return _combine(members, parts, device)
     dev = _pick_device(device)
     net_kwargs = dict(model_kwargs or {})
     if activation is not None:
@@ -666,6 +685,81 @@ def _assemble(ds: xr.Dataset, parts: _Parts, run: _Run, report: dict[str, Any], 
             "target_scale_folded": dict(zip(parts.elements, run.scale_values, strict=True)),
         },
     )
+
+
+# =========================================================================== ensembles
+def _check_ensemble(n: Any) -> int:
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise SchemaError(f"ensemble: expected a positive number of networks, found {n!r}")
+    return int(n)
+
+
+def _combine(members: list[GeoSRModel], parts: _Parts, device: str | None) -> GeoSRModel:
+    """One :class:`~geochem_sr.models.ensemble.Ensemble` model from trained members."""
+    first = members[0]
+    cfg = dict(first.network_config)
+    config = {"in_channels": cfg.pop("in_channels"), "out_channels": cfg.pop("out_channels"),
+              "member": first.network_name, "n": len(members), "member_config": cfg}
+    state = {f"members.{i}.{k}": v for i, m in enumerate(members)
+             for k, v in m.state_dict.items()}
+    ens = dataclasses.replace(
+        first, network_name="ensemble", network_config=config, state_dict=state,
+        extra={**first.extra, "ensemble": [
+            {"seed": m.extra.get("seed"), "epochs_run": m.extra.get("epochs_run"),
+             "best_epoch": m.validation.get("best_epoch"),
+             "val_gain": {el: v["gain"] for el, v in m.validation["per_element"].items()}}
+            for m in members]})
+    ens.validation = _windows_report(ens, parts, device, first.validation)
+    return ens
+
+
+def _windows_report(model: GeoSRModel, parts: _Parts, device: str | None,
+                    like: dict[str, Any]) -> dict[str, Any]:
+    """:meth:`_Run.validation_report` for a finished model: every validation window
+    predicted, overlaps averaged, each validation cell counted once."""
+    import torch
+
+    data, val = parts.data, parts.val
+    windows = list(data.val_windows)
+    r0, r1 = min(w[0].start for w in windows), max(w[0].stop for w in windows)
+    c0, c1 = min(w[1].start for w in windows), max(w[1].stop for w in windows)
+    acc = np.zeros((len(parts.elements), r1 - r0, c1 - c0))
+    hits = np.zeros((r1 - r0, c1 - c0), np.int32)
+    was = getattr(val, "augment", None)
+    val.augment = False
+    try:
+        for start in range(0, len(windows), 64):
+            idx = range(start, min(start + 64, len(windows)))
+            x = torch.stack([val[i][0] for i in idx])
+            pred = predict_patches(model, x, device).double().numpy()
+            for p, i in zip(pred, idx, strict=True):
+                rows, cols = windows[i]
+                rs, cs = slice(rows.start - r0, rows.stop - r0), slice(cols.start - c0,
+                                                                         cols.stop - c0)
+                acc[:, rs, cs] += p
+                hits[rs, cs] += 1
+    finally:
+        if was is not None:
+            val.augment = was
+    oy, ox = data.offset
+    box = {schema.Y: slice(r0 - oy, r1 - oy), schema.X: slice(c0 - ox, c1 - ox)}
+    target = np.asarray(data.target.isel(box).values, dtype=np.float64)
+    per_element: dict[str, dict[str, float]] = {}
+    sq = sq0 = 0.0
+    count = 0
+    for k, el in enumerate(parts.elements):
+        cells = (hits > 0) & np.isfinite(target[k])
+        n = int(cells.sum())
+        t, p = target[k][cells], acc[k][cells] / hits[cells]
+        sq, sq0 = sq + float(((p - t) ** 2).sum()), sq0 + float((t**2).sum())
+        count += n
+        rmse_lr = float(np.sqrt(np.mean(t**2))) if n else math.nan
+        rmse_pred = float(np.sqrt(np.mean((p - t) ** 2))) if n else math.nan
+        per_element[el] = {"rmse_lr": rmse_lr, "rmse_pred": rmse_pred, "cells": n,
+                           "gain": 1.0 - rmse_pred / rmse_lr if n and rmse_lr > 0 else math.nan}
+    return {"val_loss": sq / max(count, 1), "best_epoch": like.get("best_epoch"),
+            "val_loss_zero": sq0 / max(count, 1), "per_element": per_element,
+            "val_loss_note": "ensemble: mean squared error over the validation cells"}
 
 
 # =========================================================================== helpers

@@ -24,7 +24,10 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "srcnn": ("geochem_sr.models.srcnn", "SRCNN"),
     "vdsr": ("geochem_sr.models.vdsr", "VDSR"),
     "unet": ("geochem_sr.models.unet", "UNet"),
+    "ensemble": ("geochem_sr.models.ensemble", "Ensemble"),  # of any of the above
 }
+#: Registered names that combine other networks (not listed by available_models).
+_COMPOSITE = ("ensemble",)
 
 
 def available_models() -> list[str]:
@@ -35,7 +38,7 @@ def available_models() -> list[str]:
     list of str
         ``["multilevel_unet", "srcnn", "vdsr", "unet"]``.
     """
-    return list(_REGISTRY)
+    return [n for n in _REGISTRY if n not in _COMPOSITE]
 
 
 def model_class(name: str) -> type[nn.Module]:
@@ -46,7 +49,7 @@ def model_class(name: str) -> type[nn.Module]:
     SchemaError
         If ``name`` is not registered; the message lists the valid names.
     """
-    if not isinstance(name, str) or name not in _REGISTRY:
+    if not isinstance(name, str) or name not in _REGISTRY:  # "ensemble" included
         raise SchemaError(
             f"model: expected one of {', '.join(available_models())}, found {name!r}"
         )
