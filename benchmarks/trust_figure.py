@@ -45,6 +45,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--loss", default="mse",
                    help="training loss; 'mse' targets the RMSE the gains are measured in")
     p.add_argument("--base-channels", type=int, default=16)
+    p.add_argument("--ensemble", type=int, default=3,
+                   help="networks averaged (train(ensemble=...)); 1: a single network")
     p.add_argument("--inputs", default=None,
                    help="input set (default: geochem_sr.schema.FULL_INPUTS, all groups)")
     p.add_argument("--element", default="auto",
@@ -152,7 +154,8 @@ def _full_cv_lines(full: dict) -> list[str]:
              "The set-up of `tests/test_trust_synthetic.py`: the default 12.8 km region with "
              "the dense survey everywhere, spatial 5-fold block cross-validation, multi-level "
              "U-Net (base width 16, `inputs=\"auto\"`, lr 3e-4, 100 epochs max, patience "
-             "20), each fold's shrinkage fitted on its inner validation blocks; pooled gain "
+             "20, the ensemble size above), each fold's shrinkage fitted on its inner "
+             "validation blocks; pooled gain "
              "after shrinkage per seed (the seed deals the blocks to folds and seeds the "
              "network).", "",
              "| seed | " + " | ".join(els) + " | mean | coverage 1 std (range) |",
@@ -171,7 +174,8 @@ def _markdown(cal, outside, cv, settings: dict, full=None) -> str:  # noqa: ANN0
         "",
         f"Region {settings['size_km']} km square, seed {settings['seed']}; dense survey on "
         f"the western {settings['core']:.0%} only. Network: multi-level U-Net, "
-        f"base_channels={settings['base_channels']}, inputs {settings['inputs']}, loss "
+        f"base_channels={settings['base_channels']}, mean of {settings['ensemble']} "
+        f"networks (`train(ensemble=...)`), inputs {settings['inputs']}, loss "
         f"{settings['loss']}, "
         f"{settings['epochs']} epochs max (early stopping on validation blocks), "
         f"patience {settings['patience']}; stopped after {settings['epochs_run']} (best "
@@ -257,6 +261,7 @@ def main() -> None:
     region, ds, truth = _survey(args.seed, args.size_km, args.core)
     print(f"survey {dict(ds.sizes)} in {time.perf_counter() - t0:.0f} s", flush=True)
     kw = {"model_kwargs": {"base_channels": args.base_channels}, "patience": args.patience,
+          "ensemble": args.ensemble,
           "loss": args.loss}
     inputs = args.inputs or schema.FULL_INPUTS
     model = train(ds, "multilevel_unet", inputs, epochs=args.epochs,
@@ -308,6 +313,7 @@ def main() -> None:
     settings = {
         "seed": args.seed, "size_km": args.size_km, "core": args.core, "element": element,
         "base_channels": args.base_channels, "epochs": args.epochs, "inputs": inputs,
+        "ensemble": args.ensemble,
         "patience": args.patience, "loss": args.loss,
         "epochs_run": cal.extra.get("epochs_run"),
         "best_epoch": cal.validation.get("best_epoch"),
