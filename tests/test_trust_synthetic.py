@@ -1,9 +1,10 @@
 """Issue 9 on the default synthetic region: cross-validated gains of the full toolkit.
 
-One spatial 5-fold block cross-validation of the multi-level U-Net (base width 16, every
-input group the survey provides) on the default 12.8 km synthetic region with both surveys
-everywhere. About 3 minutes on one CPU thread; it is the slowest test, alone in its module
-so that pytest-xdist runs it beside the others.
+One spatial 5-fold block cross-validation of an ensemble of three multi-level U-Nets (base
+width 16, every input group the survey provides) on the default 12.8 km synthetic region
+with both surveys everywhere. About 6 minutes on one CPU thread; it is the slowest test,
+alone in its module so that pytest-xdist runs it beside the others. Measured with seeds 0
+and 1 in ``benchmarks/results/trust.md``.
 """
 
 from __future__ import annotations
@@ -34,14 +35,16 @@ def cv_report():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return cross_validate(ds, "multilevel_unet", "auto", folds=5, seed=0, epochs=100,
-                              patience=20, lr=3e-4, model_kwargs={"base_channels": 16})
+                              patience=20, lr=3e-4, ensemble=3,
+                              model_kwargs={"base_channels": 16})
 
 
 def test_cross_validated_gains_are_positive_for_fault_and_contact_elements(cv_report):
     gains = cv_report.per_element["gain"]
     assert gains[list(IMPROVED)].mean() > 0.01
+    assert (gains[list(IMPROVED)] > 0).all(), gains.to_dict()
     for el in ("Au", "Cu", "Zn"):  # the strongest fault (Au) and skarn (Cu, Zn) signals
-        assert gains[el] > 0.005, (el, gains[el])
+        assert gains[el] > 0.01, (el, gains[el])
     # do no harm: no element is made clearly worse than the sparse map on held-out folds
     assert gains.drop("mean", errors="ignore").min() > -0.01, gains.to_dict()
     assert np.isfinite(gains).all()
