@@ -75,7 +75,7 @@ def make_input(path: Path, n: int, seed: int) -> None:
     gs.write_survey(ds, path)
 
 
-def make_model(path: Path, base: int, seed: int) -> None:
+def make_model(path: Path, base: int, seed: int, context: str = "tile") -> None:
     """The paper's multi-level U-Net (``base_channels=64``), freshly initialised (speed only)."""
     import torch
 
@@ -92,7 +92,8 @@ def make_model(path: Path, base: int, seed: int) -> None:
     GeoSRModel(network_name="multilevel_unet", network_config=net.config,
                state_dict=net.state_dict(), inputs="geochem+terrain+geology", channels=chans,
                elements=els, units={e: schema.DEFAULT_UNITS[e] for e in els},
-               norm_stats={c: (0.0, 1.0) for c in chans}).save(path)
+               norm_stats={c: (0.0, 1.0) for c in chans},
+               extra={"context": context}).save(path)
 
 
 def _cpu() -> float:
@@ -282,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", help="region sizes (cells per side)")
     p.add_argument("--base-channels", type=int, help="multi-level U-Net width (paper: 64)")
     p.add_argument("--tile", type=int, default=512)
+    p.add_argument("--context", choices=["tile", "patch"], default="tile",
+                   help="inference context (geochem_sr.inference notes): 'tile' whole windows "
+                        "(what the bare forward runs), 'patch' 32-cell sub-windows (~4x the "
+                        "forwards)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--uncertainty", action="store_true", help="with TTA (8 forwards per tile)")
     p.add_argument("--bare-sample", type=int, default=0,
@@ -303,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         make_input(Path(args.out), args.size, seed=0)
         return 0
     if args.child == "model":
-        make_model(Path(args.out), args.base_channels, seed=0)
+        make_model(Path(args.out), args.base_channels, seed=0, context=args.context)
         return 0
     if args.child == "predict":
         print(json.dumps(run_predict(args)), flush=True)
@@ -320,13 +325,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sizes = args.sizes or ([1024, 2048] if args.quick else [2048, 4096])
     base = args.base_channels or (16 if args.quick else 64)
-    label = args.label or f"multilevel_unet base {base}, sizes {'/'.join(map(str, sizes))}"
+    label = args.label or (f"multilevel_unet base {base}, sizes {'/'.join(map(str, sizes))}"
+                           + (", patch context" if args.context == "patch" else ""))
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_inference_"))
     work.mkdir(parents=True, exist_ok=True)
     model_path = work / f"model_b{base}.pt"
     try:
         if not model_path.exists():
-            child(["--child", "model", "--base-channels", str(base), "--out", str(model_path)])
+            child(["--child", "model", "--base-channels", str(base), "--out", str(model_path),
+                   "--context", args.context])
         runs = []
         for n in sizes:
             src = work / f"in_{n}.zarr"
@@ -351,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                        + shlex.join(argv or sys.argv[1:]),
             "network": f"multilevel_unet base_channels={base} (19 channels -> 10 elements)",
             "tile": args.tile, "uncertainty": bool(args.uncertainty),
+            "context": args.context,
             "threads": runs[0]["torch_threads"],
             "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
             "date": time.strftime("%Y-%m-%d"),
