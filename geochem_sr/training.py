@@ -17,9 +17,11 @@ a literal reading, measured in ``benchmarks/learnability.py``
   :mod:`geochem_sr.losses` documents for unit-scale targets) is 5-15 times the data's
   spread.
 * **The default learning rate is 3e-4**, not 1e-3. In spatial 5-fold cross-validation on
-  the default synthetic region (multi-level U-Net, base width 16, ``inputs="auto"``) the
-  mean gain over the sparse map was +1.6 % with 3e-4, +0.6 % with 1e-3 and +0.3 % with
-  1e-4 (seed 0; ``benchmarks/results/trust.md``). ``lr=1e-3`` gives the paper's set-up.
+  the default synthetic region (one multi-level U-Net, base width 16, ``inputs="auto"``,
+  seed 0) the mean gain over the sparse map was +1.6 % with 3e-4, +0.6 % with 1e-3 and
+  +0.3 % with 1e-4 (measured before a fix of the two ``unseen:aspect`` channels; after it,
+  3e-4 gave +1.3 % and +0.3 % with seeds 0 and 1, and an ensemble of three +2.5 % and
+  +1.3 %: ``benchmarks/results/trust.md``). ``lr=1e-3`` gives the paper's set-up.
 * **The default loss is ``"mse"``**, not ``"mse+ssim"``. On raw residuals the SSIM term of
   the mix was about 40 times the MSE term; SSIM is maximised by reproducing the local
   variance of the dense map, which on the unpredictable part of the residual means
