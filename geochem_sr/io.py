@@ -365,17 +365,7 @@ def read_geology(
     CRSError
         No CRS and none given.
     """
-    if isinstance(source, gpd.GeoDataFrame):
-        gdf, label = source, "geology"
-    else:
-        path = Path(source)
-        label = f"geology file '{path}'"
-        if not path.exists():
-            raise InputFileError(f"{label}: file not found")
-        try:
-            gdf = gpd.read_file(path, layer=layer)
-        except Exception as exc:
-            raise InputFileError(f"{label}: cannot be read as a vector file ({exc})") from exc
+    gdf, label = _read_vector(source, "geology", layer)
     if len(gdf) == 0:
         raise InputFileError(f"{label}: expected polygons, found none")
     if unit_column not in gdf.columns:
@@ -383,6 +373,26 @@ def read_geology(
             f"{label}: expected a unit column '{unit_column}', found columns "
             f"{[c for c in gdf.columns if c != 'geometry']}"
         )
+    return _with_crs(gdf, crs, label)
+
+
+def _read_vector(source: str | os.PathLike | gpd.GeoDataFrame, kind: str,
+                 layer: str | None) -> tuple[gpd.GeoDataFrame, str]:
+    """A GeoDataFrame as given, or read from a vector file; and its label for messages."""
+    if isinstance(source, gpd.GeoDataFrame):
+        return source, kind
+    path = Path(source)
+    label = f"{kind} file '{path}'"
+    if not path.exists():
+        raise InputFileError(f"{label}: file not found")
+    try:
+        return gpd.read_file(path, layer=layer), label
+    except Exception as exc:
+        raise InputFileError(f"{label}: cannot be read as a vector file ({exc})") from exc
+
+
+def _with_crs(gdf: gpd.GeoDataFrame, crs: Any, label: str) -> gpd.GeoDataFrame:
+    """``gdf`` with its own CRS, else ``crs``; CRSError when it has neither."""
     if gdf.crs is None:
         if crs is None:
             raise CRSError(f"{label}: expected a CRS, found none (pass crs=...)")
@@ -413,17 +423,7 @@ def read_faults(
     >>> len(read_faults(f))
     1
     """
-    if isinstance(source, gpd.GeoDataFrame):
-        gdf, label = source, "faults"
-    else:
-        path = Path(source)
-        label = f"faults file '{path}'"
-        if not path.exists():
-            raise InputFileError(f"{label}: file not found")
-        try:
-            gdf = gpd.read_file(path, layer=layer)
-        except Exception as exc:
-            raise InputFileError(f"{label}: cannot be read as a vector file ({exc})") from exc
+    gdf, label = _read_vector(source, "faults", layer)
     empty = gdf.geometry.isna() | gdf.geometry.is_empty
     if empty.all():
         raise InputFileError(f"{label}: expected fault lines, found no non-empty geometry")
@@ -433,11 +433,7 @@ def read_faults(
     kinds = set(gdf.geom_type)
     if kinds & {"Point", "MultiPoint"}:
         raise InputFileError(f"{label}: expected lines, found {sorted(kinds)} geometries")
-    if gdf.crs is None:
-        if crs is None:
-            raise CRSError(f"{label}: expected a CRS, found none (pass crs=...)")
-        gdf = gdf.set_crs(crs)
-    return gdf
+    return _with_crs(gdf, crs, label)
 
 
 # --------------------------------------------------------------------------- zarr
