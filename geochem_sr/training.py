@@ -65,7 +65,7 @@ import os
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -550,44 +550,19 @@ class _Run:
         """
         import torch
 
-        data = self.parts.data
-        windows = list(data.val_windows)
-        r0, r1 = min(w[0].start for w in windows), max(w[0].stop for w in windows)
-        c0, c1 = min(w[1].start for w in windows), max(w[1].stop for w in windows)
-        ne = len(self.parts.elements)
-        acc = np.zeros((ne, r1 - r0, c1 - c0), np.float64)
-        hits = np.zeros((r1 - r0, c1 - c0), np.int32)
-        net = self.net
-        current = _cpu_copy(net.state_dict())
-        net.load_state_dict(self.best_weights())
-        net.eval()
-        with torch.no_grad():
-            i = 0
-            for batch in self.val_loader:  # shuffle off: batches follow the window order
-                x, _, _ = self._batch(batch)
-                pred = (net(x) * self.scale).double().cpu().numpy()
-                for p in pred:
-                    rows, cols = windows[i]
-                    rs = slice(rows.start - r0, rows.stop - r0)
-                    cs = slice(cols.start - c0, cols.stop - c0)
-                    acc[:, rs, cs] += p
-                    hits[rs, cs] += 1
-                    i += 1
-        net.load_state_dict(current)
-        oy, ox = data.offset
-        box = {schema.Y: slice(r0 - oy, r1 - oy), schema.X: slice(c0 - ox, c1 - ox)}
-        target = np.asarray(data.target.isel(box).values, dtype=np.float64)
-        per_element: dict[str, dict[str, float]] = {}
-        for k, el in enumerate(self.parts.elements):
-            cells = (hits > 0) & np.isfinite(target[k])
-            n = int(cells.sum())
-            t = target[k][cells]
-            p = acc[k][cells] / hits[cells]
-            rmse_lr = float(np.sqrt(np.mean(t**2))) if n else math.nan
-            rmse_pred = float(np.sqrt(np.mean((p - t) ** 2))) if n else math.nan
-            gain = 1.0 - rmse_pred / rmse_lr if n and rmse_lr > 0 else math.nan
-            per_element[el] = {"rmse_lr": rmse_lr, "rmse_pred": rmse_pred, "gain": gain,
-                               "cells": n}
+        def predictions() -> Iterator[np.ndarray]:
+            with torch.no_grad():
+                for batch in self.val_loader:  # shuffle off: batches follow the windows
+                    x, _, _ = self._batch(batch)
+                    yield from (self.net(x) * self.scale).double().cpu().numpy()
+
+        current = _cpu_copy(self.net.state_dict())
+        self.net.load_state_dict(self.best_weights())
+        self.net.eval()
+        try:
+            per_element, _ = _report_on_windows(self.parts, predictions())
+        finally:
+            self.net.load_state_dict(current)
         return {"val_loss": self.best_val, "best_epoch": self.best_epoch,
                 "val_loss_zero": self.val_zero, "per_element": per_element}
 
@@ -715,34 +690,24 @@ def _combine(members: list[GeoSRModel], parts: _Parts, device: str | None) -> Ge
     return ens
 
 
-def _windows_report(model: GeoSRModel, parts: _Parts, device: str | None,
-                    like: dict[str, Any]) -> dict[str, Any]:
-    """:meth:`_Run.validation_report` for a finished model: every validation window
-    predicted, overlaps averaged, each validation cell counted once."""
-    import torch
+def _report_on_windows(parts: _Parts, predictions: Iterable[np.ndarray]
+                       ) -> tuple[dict[str, dict[str, float]], tuple[float, float]]:
+    """Score predictions of the validation windows (in window order) on the validation cells.
 
-    data, val = parts.data, parts.val
+    Overlapping predictions are averaged, as tiled inference blends them, and each cell with
+    a known target counts once. Returns the per-element report and the mean squared error
+    over all those cells of the prediction and of predicting no change.
+    """
+    data = parts.data
     windows = list(data.val_windows)
     r0, r1 = min(w[0].start for w in windows), max(w[0].stop for w in windows)
     c0, c1 = min(w[1].start for w in windows), max(w[1].stop for w in windows)
     acc = np.zeros((len(parts.elements), r1 - r0, c1 - c0))
     hits = np.zeros((r1 - r0, c1 - c0), np.int32)
-    was = getattr(val, "augment", None)
-    val.augment = False
-    try:
-        for start in range(0, len(windows), 64):
-            idx = range(start, min(start + 64, len(windows)))
-            x = torch.stack([val[i][0] for i in idx])
-            pred = predict_patches(model, x, device).double().numpy()
-            for p, i in zip(pred, idx, strict=True):
-                rows, cols = windows[i]
-                rs, cs = slice(rows.start - r0, rows.stop - r0), slice(cols.start - c0,
-                                                                         cols.stop - c0)
-                acc[:, rs, cs] += p
-                hits[rs, cs] += 1
-    finally:
-        if was is not None:
-            val.augment = was
+    for (rows, cols), p in zip(windows, predictions, strict=True):
+        rs, cs = slice(rows.start - r0, rows.stop - r0), slice(cols.start - c0, cols.stop - c0)
+        acc[:, rs, cs] += p
+        hits[rs, cs] += 1
     oy, ox = data.offset
     box = {schema.Y: slice(r0 - oy, r1 - oy), schema.X: slice(c0 - ox, c1 - ox)}
     target = np.asarray(data.target.isel(box).values, dtype=np.float64)
@@ -753,14 +718,36 @@ def _windows_report(model: GeoSRModel, parts: _Parts, device: str | None,
         cells = (hits > 0) & np.isfinite(target[k])
         n = int(cells.sum())
         t, p = target[k][cells], acc[k][cells] / hits[cells]
-        sq, sq0 = sq + float(((p - t) ** 2).sum()), sq0 + float((t**2).sum())
-        count += n
+        sq, sq0, count = sq + float(((p - t) ** 2).sum()), sq0 + float((t**2).sum()), count + n
         rmse_lr = float(np.sqrt(np.mean(t**2))) if n else math.nan
         rmse_pred = float(np.sqrt(np.mean((p - t) ** 2))) if n else math.nan
-        per_element[el] = {"rmse_lr": rmse_lr, "rmse_pred": rmse_pred, "cells": n,
-                           "gain": 1.0 - rmse_pred / rmse_lr if n and rmse_lr > 0 else math.nan}
-    return {"val_loss": sq / max(count, 1), "best_epoch": like.get("best_epoch"),
-            "val_loss_zero": sq0 / max(count, 1), "per_element": per_element,
+        per_element[el] = {"rmse_lr": rmse_lr, "rmse_pred": rmse_pred,
+                           "gain": 1.0 - rmse_pred / rmse_lr if n and rmse_lr > 0 else math.nan,
+                           "cells": n}
+    return per_element, (sq / max(count, 1), sq0 / max(count, 1))
+
+
+def _windows_report(model: GeoSRModel, parts: _Parts, device: str | None,
+                    like: dict[str, Any]) -> dict[str, Any]:
+    """:meth:`_Run.validation_report` for a finished model (an ensemble)."""
+    import torch
+
+    val, n = parts.val, len(parts.data.val_windows)
+
+    def predictions() -> Iterator[np.ndarray]:
+        for start in range(0, n, 64):
+            x = torch.stack([val[i][0] for i in range(start, min(start + 64, n))])
+            yield from predict_patches(model, x, device).double().numpy()
+
+    was = getattr(val, "augment", None)
+    val.augment = False
+    try:
+        per_element, (mse, mse_zero) = _report_on_windows(parts, predictions())
+    finally:
+        if was is not None:
+            val.augment = was
+    return {"val_loss": mse, "best_epoch": like.get("best_epoch"), "val_loss_zero": mse_zero,
+            "per_element": per_element,
             "val_loss_note": "ensemble: mean squared error over the validation cells"}
 
 
