@@ -52,6 +52,7 @@ __all__ = [
     "VECTOR_PAIRS",
     "UNSEEN_PREFIX",
     "covariate_channels",
+    "variables_of",
     "channel_names",
     "stack_inputs",
     "normalise",
@@ -135,6 +136,30 @@ def channel_names(
     if "unseen" in groups:
         names += [f"{UNSEEN_PREFIX}{c}" for c in names if not c.startswith(_LR_PREFIX)]
     return names
+
+
+def variables_of(channels: Sequence[str]) -> list[str]:
+    """The survey variables that the named channels are computed from, sorted.
+
+    Examples
+    --------
+    >>> variables_of(["lr:As", "aspect_sin", "unseen:embedding:0"])
+    ['aspect', 'geology_embedding', 'lr', 'lr_view']
+    """
+    out: set[str] = set()
+    for name in map(str, channels):
+        if name.startswith(UNSEEN_PREFIX):
+            out.add(schema.LR_VIEW)
+            name = name[len(UNSEEN_PREFIX):]
+        if name.startswith(_LR_PREFIX):
+            out.add(schema.LR)
+        elif name.startswith(_EMB_PREFIX):
+            out.add(schema.GEOLOGY_EMBEDDING)
+        elif name in (ASPECT_SIN, ASPECT_COS):
+            out.add(schema.ASPECT)
+        else:
+            out.add(name)
+    return sorted(out)
 
 
 def covariate_channels(ds: xr.Dataset) -> list[str]:

@@ -980,7 +980,7 @@ def _mark_done(out: Path, i: int, j: int) -> None:
 def _read_window(ds: xr.Dataset, model: GeoSRModel, job: _Job, i: int, j: int,
                  scheduler: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
     """Load one tile's extended window (only the variables the channels use), stack it."""
-    from geochem_sr.channels import stack_inputs
+    from geochem_sr.channels import stack_inputs, variables_of
 
     (ys, ye), (xs, xe) = job.y_bounds[i], job.x_bounds[j]
     ny, nx = len(job.y_bounds), len(job.x_bounds)
@@ -988,9 +988,7 @@ def _read_window(ds: xr.Dataset, model: GeoSRModel, job: _Job, i: int, j: int,
     pads = (h if i == 0 else 0, h if i == ny - 1 else 0, h if j == 0 else 0,
             h if j == nx - 1 else 0)
     y0, x0 = ys - (h - pads[0]), xs - (h - pads[2])
-    needed = [v for v in (schema.LR, schema.ELEVATION, schema.SLOPE, schema.ASPECT,
-                          schema.GEOLOGY_EMBEDDING, schema.FAULT_DISTANCE,
-                          schema.CONTACT_DISTANCE, schema.LR_VIEW) if v in ds.data_vars]
+    needed = sorted(set(variables_of(model.channels)) | {schema.LR})
     win = ds[needed].isel({schema.Y: slice(y0, ye + (h - pads[1])),
                            schema.X: slice(x0, xe + (h - pads[3]))})
     win = win.compute(scheduler=scheduler)  # numpy from here on

@@ -238,21 +238,10 @@ class GeoSRModel:
                 "units: expected (model, dataset) to agree, found "
                 + ", ".join(f"{e}: {m} vs {d}" for e, (m, d) in bad_units.items())
             )
-        needs = set()
-        unseen = []
-        for ch in self.channels:
-            if ch.startswith("unseen:"):
-                needs.add(schema.LR_VIEW)
-                ch = ch[len("unseen:"):]
-                unseen.append(ch)
-            if ch.startswith("lr:"):
-                needs.add(schema.LR)
-            elif ch.startswith("embedding:"):
-                needs.add(schema.GEOLOGY_EMBEDDING)
-            elif ch.startswith("aspect"):
-                needs.add(schema.ASPECT)
-            else:
-                needs.add(ch)
+        from geochem_sr.channels import UNSEEN_PREFIX, variables_of
+
+        needs = set(variables_of(self.channels))
+        unseen = [c[len(UNSEEN_PREFIX):] for c in self.channels if c.startswith(UNSEEN_PREFIX)]
         absent = sorted(v for v in needs if v not in ds.data_vars and v != schema.GEOLOGY_EMBEDDING)
         if schema.GEOLOGY_EMBEDDING in needs and schema.GEOLOGY_EMBEDDING not in ds.data_vars \
                 and schema.LITHOLOGY not in ds.data_vars:

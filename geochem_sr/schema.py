@@ -162,22 +162,16 @@ def resolve_inputs(inputs: str | Sequence[str], ds: xr.Dataset) -> str:
     """
     if not (isinstance(inputs, str) and inputs == "auto"):
         return "+".join(parse_input_set(inputs))
-    groups = ["geochem"]
+    from geochem_sr.channels import channel_names
+
     have = set(map(str, ds.data_vars))
-    covariates: list[str] = []
-    if set(TERRAIN_VARS) <= have:
-        groups.append("terrain")
-        covariates += [ELEVATION, SLOPE, f"{ASPECT}_sin", f"{ASPECT}_cos"]
-    if GEOLOGY_EMBEDDING in have:
-        groups.append("geology")
-        covariates += [f"{EMBEDDING}:{i}" for i in range(ds.sizes[EMBEDDING])]
-    for group, var in (("faults", FAULT_DISTANCE), ("contacts", CONTACT_DISTANCE)):
-        if var in have:
-            groups.append(group)
-            covariates.append(var)
-    if covariates and LR_VIEW in have:
-        seen = {str(c) for c in ds[LR_VIEW][COVARIATE].values}
-        if set(covariates) <= seen:
+    needs = {"terrain": set(TERRAIN_VARS), "geology": {GEOLOGY_EMBEDDING},
+             "faults": {FAULT_DISTANCE}, "contacts": {CONTACT_DISTANCE}}
+    groups = ["geochem", *(g for g, v in needs.items() if v <= have)]
+    if len(groups) > 1 and LR_VIEW in have:
+        names = channel_names(groups, ["H"], ds.sizes.get(EMBEDDING, 5))  # any element
+        covariates = [c for c in names if not c.startswith(f"{LR}:")]
+        if set(covariates) <= {str(c) for c in ds[LR_VIEW][COVARIATE].values}:
             groups.append("unseen")
     return "+".join(groups)
 
