@@ -24,6 +24,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_build(args: argparse.Namespace) -> int:
     import geochem_sr as gs
+    from geochem_sr.io.stores import check_writable
+
+    check_writable(Path(args.out), args.overwrite)  # before any work
 
     if args.synthetic:
         region = gs.synthetic_region(seed=args.seed, size_km=(args.size_km, args.size_km))
@@ -32,13 +35,16 @@ def _cmd_build(args: argparse.Namespace) -> int:
     else:
         if not args.sparse:
             raise GeoSRError("build: pass --sparse SAMPLES (or --synthetic)")
-        sparse = gs.read_samples(args.sparse, crs=args.crs)
-        dense = gs.read_samples(args.dense, crs=args.crs) if args.dense else None
+        opts = {"crs": args.crs, "x": args.x_column, "y": args.y_column, "sep": args.sep,
+                "decimal": args.decimal, "thousands": args.thousands,
+                "encoding": args.encoding, "censored": args.censored}
+        sparse = gs.read_samples(args.sparse, **opts)
+        dense = gs.read_samples(args.dense, **opts) if args.dense else None
         dem, geology, faults = args.dem, args.geology, args.faults
     ds = gs.build_survey(sparse, dense, dem=dem, geology=geology, faults=faults,
                          cell_size=args.cell_size,
                          method=args.method, unit_column=args.unit_column, seed=args.seed)
-    path = gs.write_survey(ds, args.out)
+    path = gs.write_survey(ds, args.out, overwrite=args.overwrite)
     print(f"wrote {path}: {dict(ds.sizes)}, variables {sorted(ds.data_vars)}")
     return 0
 
@@ -65,7 +71,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     path = predict_to_zarr(args.survey, args.out, args.model, tile=args.tile,
                            scheduler=args.scheduler, workers=args.workers,
-                           uncertainty=not args.no_uncertainty)
+                           uncertainty=not args.no_uncertainty, overwrite=args.overwrite)
     print(f"wrote {path}")
     return 0
 
@@ -90,13 +96,17 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``geochem-sr``."""
+    from geochem_sr import __version__
+
     p = argparse.ArgumentParser(
         prog="geochem-sr",
         description="Geology- and topography-constrained super-resolution of geochemical maps.",
     )
+    p.add_argument("--version", action="version", version=f"geochem-sr {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    fmt = {"formatter_class": argparse.ArgumentDefaultsHelpFormatter}
 
-    d = sub.add_parser("demo", help="whole pipeline on the built-in synthetic region")
+    d = sub.add_parser("demo", **fmt, help="whole pipeline on the built-in synthetic region")
     d.add_argument("--out", default="demo_output", help="output folder (Zarr + PNG)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--epochs", type=int, default=30)
@@ -104,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--network", default="multilevel_unet")
     d.set_defaults(func=_cmd_demo)
 
-    b = sub.add_parser("build", help="samples + DEM + geology -> survey Zarr")
+    b = sub.add_parser("build", **fmt, help="samples + DEM + geology -> survey Zarr")
     b.add_argument("out", help="output .zarr")
     b.add_argument("--synthetic", action="store_true", help="use the built-in synthetic region")
     b.add_argument("--size-km", type=float, default=12.8, help="synthetic region size")
@@ -113,14 +123,24 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--dem", help="DEM raster (GeoTIFF)")
     b.add_argument("--geology", help="geology polygons (GPKG, SHP)")
     b.add_argument("--faults", help="fault lines (GPKG, SHP)")
-    b.add_argument("--unit-column", default="unit")
+    b.add_argument("--unit-column", default="unit",
+                   help="column of the geology file that names each unit")
     b.add_argument("--crs", help="CRS of CSV coordinates, e.g. EPSG:32650")
-    b.add_argument("--cell-size", type=float, default=50.0)
+    b.add_argument("--x-column", help="x coordinate column of the CSVs (default: detected)")
+    b.add_argument("--y-column", help="y coordinate column of the CSVs (default: detected)")
+    b.add_argument("--sep", help="CSV field separator (default: detected from the header)")
+    b.add_argument("--decimal", help="decimal mark of the CSVs, e.g. ',' (default: '.')")
+    b.add_argument("--thousands", help="thousands separator of the CSVs, e.g. ','")
+    b.add_argument("--encoding", default="utf-8-sig", help="text encoding of the CSVs")
+    b.add_argument("--censored", choices=["half", "dl", "nan"], default="half",
+                   help="value given to '<DL' entries: DL/2, DL, or missing")
+    b.add_argument("--cell-size", type=float, default=50.0, help="grid cell size in metres")
     b.add_argument("--method", choices=["kriging", "idw"], default="kriging")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--overwrite", action="store_true", help="replace an existing store")
     b.set_defaults(func=_cmd_build)
 
-    t = sub.add_parser("train", help="train a model on a survey Zarr")
+    t = sub.add_parser("train", **fmt, help="train a model on a survey Zarr")
     t.add_argument("survey", help="input survey .zarr (with lr and hr)")
     t.add_argument("--model-out", default="model.pt")
     t.add_argument("--network", default="multilevel_unet",
@@ -136,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip do-no-harm shrinkage and uncertainty calibration")
     t.set_defaults(func=_cmd_train)
 
-    r = sub.add_parser("predict", help="super-resolve a survey Zarr into a prediction Zarr")
+    r = sub.add_parser("predict", **fmt, help="super-resolve a survey Zarr into a prediction Zarr")
     r.add_argument("survey", help="input survey .zarr")
     r.add_argument("out", help="output .zarr (resumed if a previous run was interrupted)")
     r.add_argument("--model", required=True, help="model file")
@@ -145,14 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, help="start a local cluster with N workers")
     r.add_argument("--tile", type=int, default=512)
     r.add_argument("--no-uncertainty", action="store_true")
+    r.add_argument("--overwrite", action="store_true",
+                   help="start a new store instead of resuming an interrupted one")
     r.set_defaults(func=_cmd_predict)
 
-    e = sub.add_parser("evaluate", help="PSNR/SSIM/RMSE/IoU of a prediction against hr")
+    e = sub.add_parser("evaluate", **fmt, help="PSNR/SSIM/RMSE/IoU of a prediction against hr")
     e.add_argument("prediction", help="prediction .zarr")
     e.add_argument("--survey", help="survey .zarr holding hr (default: the prediction store)")
     e.set_defaults(func=_cmd_evaluate)
 
-    x = sub.add_parser("experiment", help="the paper's Table 6 + classical baselines")
+    x = sub.add_parser("experiment", **fmt, help="the paper's Table 6 + classical baselines")
     x.add_argument("--profile", choices=["cpu", "gpu", "smoke"], default="cpu")
     x.add_argument("--out", default="benchmarks/results")
     x.add_argument("--seed", type=int, default=0)
@@ -166,8 +188,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except GeoSRError as exc:
-        print(f"geochem-sr {args.command}: error: {exc}", file=sys.stderr)
+        print(f"geochem-sr {args.command}: error: {_as_options(str(exc))}", file=sys.stderr)
         return 2
+
+
+#: Python keywords named in error messages -> the command-line options that set them.
+_OPTIONS = {"crs=": "--crs ", "x=": "--x-column ", "y=": "--y-column ", "sep=": "--sep ",
+            "decimal=": "--decimal ", "thousands=": "--thousands ",
+            "encoding=": "--encoding ", "overwrite=True": "--overwrite",
+            "unit_column=": "--unit-column ", "cell_size=": "--cell-size "}
+
+
+def _as_options(message: str) -> str:
+    """An error message with Python keyword arguments phrased as command-line options."""
+    import re
+
+    for kw, opt in _OPTIONS.items():
+        message = re.sub(rf"(?<![\w.]){re.escape(kw)}", opt, message)
+    message = re.sub(r"(--[\w-]+) {2,}", r"\1 ", message)
+    return message.replace(" (on the command line --overwrite)", "").replace(
+        "pass --overwrite, on the command line --overwrite", "pass --overwrite")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -51,6 +51,7 @@ from geochem_sr import schema
 from geochem_sr.errors import (
     CRSError,
     DataError,
+    GridError,
     InputFileError,
     ModelMismatchError,
     SchemaError,
@@ -228,6 +229,31 @@ def _clean_geometries(
                 )
             out[k] = poly
     return keep, out
+
+
+def _grid_bounds(grid: xr.Dataset | xr.DataArray, dx: float, dy: float) -> tuple[float, ...]:
+    xs, ys = np.asarray(grid[schema.X].values), np.asarray(grid[schema.Y].values)
+    return (xs.min() - abs(dx) / 2, ys.min() - abs(dy) / 2,
+            xs.max() + abs(dx) / 2, ys.max() + abs(dy) / 2)
+
+
+def _bounds_text(b: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{float(v):.1f}" for v in b) + ")"
+
+
+def _check_overlap(geoms: np.ndarray, grid: xr.Dataset | xr.DataArray, dx: float,
+                   dy: float) -> None:
+    """GridError when the polygons (in the grid's CRS) do not reach the grid at all."""
+    import shapely
+
+    gb = _grid_bounds(grid, dx, dy)
+    pb = shapely.total_bounds(geoms)
+    if pb[0] >= gb[2] or pb[2] <= gb[0] or pb[1] >= gb[3] or pb[3] <= gb[1]:
+        raise GridError(
+            f"geology: expected polygons overlapping the survey grid, found none: geology "
+            f"bounds {_bounds_text(pb)}, grid bounds {_bounds_text(gb)} (in "
+            f"{grid.rio.crs}); check the geology layer's CRS and that it maps the survey area"
+        )
 
 
 def _unit_order(found: Iterable[str], units: Sequence[str] | None) -> list[str]:
@@ -431,12 +457,14 @@ def rasterize_geology(
         The polygons or the grid have no CRS (or the grid a geographic one).
     DataError
         No polygon with a geometry and a unit name is left.
+    GridError
+        No polygon reaches the grid (both extents in the message: often a wrong CRS).
 
     Notes
     -----
     Features with an empty or missing geometry, or a missing unit name, are skipped with a
     :class:`GeologyWarning` naming them (real layers often carry a few); only a layer with
-    nothing left raises.
+    nothing left raises. Polygons covering part of the grid are fine: the other cells are -1.
     """
     _check_geology_frame(geology, unit_column)
     schema.check_crs(grid, "grid")
@@ -462,6 +490,7 @@ def rasterize_geology(
             f"geology: expected at least one polygon with a unit name in {unit_column!r}, "
             "found none"
         )
+    _check_overlap(geoms, grid, dx, dy)
     order_units = _unit_order(names[keep], units)
     if len(order_units) > np.iinfo(np.int16).max:
         raise DataError(
@@ -1141,6 +1170,11 @@ def embed_geology(
         ``attrs["geology_vocabulary"]``; other variables, attrs and the CRS are kept. Lazy
         (dask) when ``ds`` is dask-chunked or its ``lithology`` is; training the vectors
         computes the lithology map once.
+
+    Raises
+    ------
+    GridError
+        The geology does not overlap the grid (no cell gets a unit), before any training.
     """
     if not isinstance(ds, xr.Dataset):
         raise SchemaError(f"ds: expected an xarray.Dataset, found {type(ds).__name__}")
@@ -1156,6 +1190,16 @@ def embed_geology(
     names = lithology_units(lith)
     if vocabulary is None:
         sentences = unit_sentences(lith, seed=seed, **sentence_kwargs)
+        if not sentences:  # every unit on the map gets one: no unit on the map
+            where = "" if geology is None else (
+                f" (geology bounds {_bounds_text(geology.to_crs(ds.rio.crs).total_bounds)}, "
+                f"grid bounds {_bounds_text(_grid_bounds(ds, *schema.check_grid(ds)))})"
+            )
+            raise GridError(
+                "geology: expected units on the survey grid, found no cell centre inside a "
+                f"unit polygon{where}; the geology does not overlap the grid: check its CRS "
+                "and extent"
+            )
         vocab = train_unit_vectors(
             sentences, vector_size=vector_size, seed=seed, **(w2v_kwargs or {})
         )

@@ -716,8 +716,15 @@ def _prepare_inputs(ds: xr.Dataset, model: GeoSRModel, reembed: bool) -> xr.Data
 
 
 def _apply_residual(lr: Any, residual: Any, shrink: np.ndarray) -> tuple[Any, Any]:
-    """(hr_pred, residual_pred) = (lr * 10**(s * r), s * r); numpy or dask, same bits."""
+    """(hr_pred, residual_pred) = (lr * 10**(s * r), s * r); numpy or dask, same bits.
+
+    Where the network has no prediction (an input channel is missing, e.g. a cell with no
+    mapped geological unit or outside the DEM) but the sparse map has a value, the residual
+    is 0: the cell keeps the sparse map (do no harm); its std stays NaN and it lies outside
+    the area of applicability.
+    """
     applied = residual * shrink
+    applied = np.where(np.isnan(applied) & ~np.isnan(lr), np.float32(0), applied)
     return lr * np.power(np.float32(10.0), applied), applied
 
 
@@ -1017,7 +1024,7 @@ def _open_input(job: _Job, model: GeoSRModel) -> xr.Dataset:
     if ds is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            ds = gio._decode_attrs(xr.open_zarr(job.in_path, chunks=None, decode_coords="all"))
+            ds = gio.decode_attrs(xr.open_zarr(job.in_path, chunks=None, decode_coords="all"))
         if _embeds(ds, model, job.reembed):
             ds = gio.open_survey(job.in_path)
         ds = _prepare_inputs(ds, model, job.reembed)
@@ -1073,7 +1080,11 @@ def _run_tile(job: _Job, model: GeoSRModel, i: int, j: int, scheduler: str = "sy
 
 
 def _fingerprint(ds: xr.Dataset, in_path: Path) -> str:
-    """Identity of an input store: grid, variables, CRS and its consolidated metadata."""
+    """Identity of an input store: grid, variables, CRS and the content of every file
+    (:func:`geochem_sr.io.store_fingerprint`), so that a store rewritten with other values
+    at the same path is not resumed."""
+    import geochem_sr.io as gio
+
     h = hashlib.sha256()
     desc = {
         "sizes": {str(k): int(v) for k, v in ds.sizes.items()},
@@ -1083,9 +1094,7 @@ def _fingerprint(ds: xr.Dataset, in_path: Path) -> str:
     h.update(json.dumps(desc, sort_keys=True).encode())
     for c in (schema.X, schema.Y):
         h.update(np.ascontiguousarray(ds[c].values, dtype=np.float64).tobytes())
-    meta = in_path / ".zmetadata"
-    if meta.is_file():
-        h.update(meta.read_bytes())
+    h.update(gio.store_fingerprint(in_path).encode())
     return h.hexdigest()
 
 
@@ -1114,7 +1123,7 @@ def _template(pred: xr.Dataset, tile: int, identity: dict) -> xr.Dataset:
     tmpl.attrs[schema.ATTR_INCOMPLETE] = (
         "prediction tiles are still being written by geochem_sr.inference.predict_to_zarr"
     )
-    tmpl = gio._prepare_for_zarr(tmpl)
+    tmpl = gio.prepare_for_zarr(tmpl)
     for name in tmpl.data_vars:
         tmpl[name].encoding["chunks"] = chunks
     return tmpl
@@ -1137,7 +1146,7 @@ def _start_or_resume(out: Path, pred: xr.Dataset, tile: int, identity: dict,
         if attrs is None or f"{_ATTR_PREFIX}model_digest" not in attrs:
             raise InputFileError(
                 f"output store '{out}': exists and is not a geochem_sr prediction store; "
-                "choose another path or pass overwrite=True"
+                "choose another path or pass overwrite=True (on the command line --overwrite)"
             )
         bad = _identity_mismatch(attrs, identity)
         if bad:
@@ -1145,7 +1154,7 @@ def _start_or_resume(out: Path, pred: xr.Dataset, tile: int, identity: dict,
             raise err(
                 f"output store '{out}': was started by another run ({'; '.join(bad)}); "
                 "resuming it would mix two predictions. Delete it, choose another path, or "
-                "pass overwrite=True"
+                "pass overwrite=True (on the command line --overwrite)"
             )
         if not attrs.get(schema.ATTR_INCOMPLETE):
             shutil.rmtree(_ledger(out), ignore_errors=True)
@@ -1155,13 +1164,16 @@ def _start_or_resume(out: Path, pred: xr.Dataset, tile: int, identity: dict,
 
     template = _template(pred, tile, identity)
     write_store_atomically(out, lambda tmp: template.to_zarr(
-        tmp, mode="w", compute=False, zarr_format=2, consolidated=True))
+        tmp, mode="w", compute=False, zarr_format=2, consolidated=True), manifest=False)
     return False
 
 
 def _finish(out: Path) -> None:
-    """Drop the incomplete marker (attributes and consolidated metadata), then the ledger."""
+    """Drop the incomplete marker (attributes and consolidated metadata), then the ledger;
+    write the manifest of the finished store."""
     import zarr
+
+    import geochem_sr.io as gio
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=f".*{LEDGER_DIR}")
@@ -1170,6 +1182,7 @@ def _finish(out: Path) -> None:
             del group.attrs[schema.ATTR_INCOMPLETE]
         zarr.consolidate_metadata(str(out), zarr_format=2)
     shutil.rmtree(_ledger(out), ignore_errors=True)
+    gio.write_manifest(out)
 
 
 def _run_local(job: _Job, model: GeoSRModel, todo: list[tuple[int, int]], n_total: int,
@@ -1363,7 +1376,7 @@ def _write_applicability(ds: xr.Dataset, model: GeoSRModel, out: Path, reembed: 
 
     app = _applicability(_prepare_inputs(ds, model, reembed), model)
     app = app.drop_vars([c for c in app.coords if c not in (schema.X, schema.Y)])
-    app = gio._gis_attrs(app.rio.write_crs(ds.rio.crs)).drop_vars(
+    app = gio.gis_attrs(app.rio.write_crs(ds.rio.crs)).drop_vars(
         [c for c in (schema.SPATIAL_REF,) if c in app.coords])
     for var in app.data_vars.values():
         var.encoding.pop("grid_mapping", None)

@@ -1,20 +1,35 @@
 """A trained model and all that applying it needs, in one file read without unpickling code.
 
 The file is a ``torch.save`` of a plain dict ``{"format", "meta_json", "state_dict",
-"digest"}``: tensors, strings and numbers only, so :func:`torch.load` with
-``weights_only=True`` reads it and no code from the file is ever executed. ``digest`` is the
-SHA-256 of the metadata and of every tensor's bytes; a file whose content does not match its
-digest (edited, truncated, tampered) is refused with :class:`ModelFileError`.
+"digest", "checksum"}``: tensors, strings and numbers only, so :func:`torch.load` with
+``weights_only=True`` reads it and no code from the file is ever executed.
+
+Two hashes, two purposes:
+
+* ``checksum`` (file integrity): SHA-256 of the whole payload, i.e. the format, all the
+  metadata (the run record included) and every tensor's bytes. A file whose content does
+  not match it (edited, truncated, damaged) is refused with :class:`ModelFileError`. It
+  is no signature: anyone can recompute it, so :meth:`GeoSRModel.load` also checks every
+  value (:mod:`geochem_sr.model_checks`).
+* ``digest`` (content identity, :attr:`GeoSRModel.digest`): SHA-256 of what determines the
+  predictions only (:data:`IDENTITY_FIELDS`, :data:`PREDICTION_EXTRA` and the weights),
+  not of the run record (history and its timings, ``created``, the validation report,
+  the package version, the rest of ``extra``). Two trainings with the same seed give the
+  same digest, so a retrained identical model resumes a prediction store.
+
+Files of the previous format ``geochem_sr.model/1`` (one whole-payload hash, named
+``digest``) are still read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,20 +37,32 @@ import numpy as np
 
 from geochem_sr import schema
 from geochem_sr.errors import ModelFileError, ModelMismatchError
+from geochem_sr.model_checks import check_folder, check_model
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     import xarray as xr
 
-__all__ = ["GeoSRModel", "FORMAT"]
+__all__ = ["GeoSRModel", "FORMAT", "IDENTITY_FIELDS", "PREDICTION_EXTRA"]
 
-FORMAT = "geochem_sr.model/1"
+FORMAT = "geochem_sr.model/2"
+#: The previous format, still read: its ``digest`` hashes the whole payload.
+FORMAT_1 = "geochem_sr.model/1"
+#: Fields that determine a model's predictions: with the weights, its :attr:`digest`.
+IDENTITY_FIELDS = ("network_name", "network_config", "inputs", "channels", "elements",
+                   "units", "norm_stats", "geology_vocabulary", "patch_size", "shrinkage",
+                   "std_scale", "aoa")
+#: Keys of ``extra`` that change predictions (inference context, uncertainty floor).
+PREDICTION_EXTRA = ("context", "std_floor")
 
 
-def _digest(meta_json: str, state: Mapping[str, Any]) -> str:
+def _hash(texts: Iterable[str], state: Mapping[str, Any]) -> str:
+    """SHA-256 of some texts then of every tensor (name, dtype, shape, bytes), by name."""
     import torch
 
-    h = hashlib.sha256(meta_json.encode())
+    h = hashlib.sha256()
+    for text in texts:
+        h.update(text.encode())
     for key in sorted(state):
         t = state[key].detach().cpu().contiguous()
         h.update(key.encode())
@@ -43,6 +70,11 @@ def _digest(meta_json: str, state: Mapping[str, Any]) -> str:
         h.update(str(tuple(t.shape)).encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def _checksum(fmt: str, meta_json: str, digest: str, state: Mapping[str, Any]) -> str:
+    """The file checksum: every entry of the payload."""
+    return _hash([fmt, "\0", meta_json, "\0", digest, "\0"], state)
 
 
 @dataclasses.dataclass
@@ -82,7 +114,19 @@ class GeoSRModel:
     aoa : dict
         Area-of-applicability reference (training feature sample and threshold).
     extra : dict
-        Anything else (seed, epochs, training region, ...).
+        Anything else (seed, epochs, training region, ...); ``extra["context"]`` and
+        ``extra["std_floor"]`` change predictions (:data:`PREDICTION_EXTRA`).
+    package_version : str
+        Version of geochem_sr that made the model.
+    created : str
+        When the model was first saved (ISO 8601, UTC).
+
+    Notes
+    -----
+    :attr:`digest`, the model's identity, covers the weights, :data:`IDENTITY_FIELDS` and
+    :data:`PREDICTION_EXTRA`; the rest (``validation``, ``history``, ``package_version``,
+    ``created``, the other keys of ``extra``) is the run record, which only the file
+    checksum covers (see the module notes).
     """
 
     network_name: str
@@ -139,80 +183,159 @@ class GeoSRModel:
         meta["format"] = FORMAT
         return json.loads(json.dumps(meta, default=_json_default))
 
+    def identity(self) -> dict[str, Any]:
+        """What determines the predictions, but the weights: the content behind :attr:`digest`.
+
+        Returns
+        -------
+        dict
+            The :data:`IDENTITY_FIELDS` of :meth:`metadata` and ``extra`` reduced to its
+            :data:`PREDICTION_EXTRA` keys; not the run record (``history``, ``created``,
+            ``validation``, ``package_version``, the rest of ``extra``).
+        """
+        meta = self.metadata()
+        out = {k: meta[k] for k in IDENTITY_FIELDS}
+        out["extra"] = {k: meta["extra"][k] for k in PREDICTION_EXTRA if k in meta["extra"]}
+        return out
+
     @property
     def digest(self) -> str:
-        """SHA-256 of metadata and weights: the model's identity in provenance records."""
-        return _digest(json.dumps(self.metadata(), sort_keys=True), self.state_dict)
+        """Content identity: SHA-256 of :meth:`identity` and of the weights.
+
+        Equal for two models that predict the same (two trainings with the same seed, a
+        model and its copy with another history), different when a weight, a channel, the
+        shrinkage, ... differs. Inference records it as the model's identity in provenance
+        and compares it to resume a prediction store. Damage to a file is detected by the
+        file checksum instead (see the module notes).
+        """
+        return _hash([json.dumps(self.identity(), sort_keys=True)], self.state_dict)
 
     def shrinkage_of(self, element: str) -> float:
         """Do-no-harm factor of an element (1 when not fitted)."""
         return float(self.shrinkage.get(element, 1.0))
 
-    # ------------------------------------------------------------------ file
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the model file (atomic: temporary file, then rename)."""
-        import torch
+    def check(self, where: str = "model") -> None:
+        """Check every value that changes a prediction, and the weights against the network.
 
-        from geochem_sr import __version__
+        Called by :meth:`load` and, before writing, by :meth:`save`; the rules are those of
+        :mod:`geochem_sr.model_checks` (shrinkage in [0, 1], std scale > 0, finite
+        normalisation statistics for exactly the channels, weights that fit
+        ``network_config``, ...).
 
-        if not self.package_version:
-            self.package_version = __version__
-        if not self.created:
-            self.created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        path = Path(path)
-        meta_json = json.dumps(self.metadata(), sort_keys=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict.items()}
-        payload = {
-            "format": FORMAT,
-            "meta_json": meta_json,
-            "state_dict": state,
-            "digest": _digest(meta_json, state),
-        }
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-        return path
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> GeoSRModel:
-        """Read a model file; refuse damaged or tampered files.
+        Parameters
+        ----------
+        where : str, default "model"
+            What the messages start with (the file, for a file).
 
         Raises
         ------
         ModelFileError
-            Unreadable file, unknown format, or digest mismatch.
+            Naming ``where``, the field, the element or channel, what was expected and what
+            was found.
+        """
+        check_model(self, where)
+
+    # ------------------------------------------------------------------ file
+    def save(self, path: str | os.PathLike) -> Path:
+        """Check the model, then write the model file atomically.
+
+        The file is written to a temporary file next to ``path``, flushed to disk, then
+        renamed onto ``path``: a failure leaves no temporary file and ``path`` as it was.
+
+        Returns
+        -------
+        pathlib.Path
+            ``path``.
+
+        Raises
+        ------
+        ModelFileError
+            A wrong value (:meth:`check`), a folder of ``path`` that is missing or a file,
+            or a write that failed (the message names the path and the reason).
+        """
+        import torch
+
+        from geochem_sr import __version__
+
+        path = Path(path)
+        self.check(f"model (not saved to '{path}')")
+        check_folder(path)
+        if not self.package_version:
+            self.package_version = __version__
+        if not self.created:
+            self.created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        meta_json = json.dumps(self.metadata(), sort_keys=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict.items()}
+        digest = self.digest
+        payload = {"format": FORMAT, "meta_json": meta_json, "state_dict": state,
+                   "digest": digest, "checksum": _checksum(FORMAT, meta_json, digest, state)}
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                torch.save(payload, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError | RuntimeError):
+                raise ModelFileError(f"model file '{path}': cannot be written ({exc})") from exc
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> GeoSRModel:
+        """Read a model file; refuse damaged, tampered or inconsistent files.
+
+        Raises
+        ------
+        ModelFileError
+            Unreadable file, unknown format, content that does not match the file checksum,
+            a wrong value or weights that do not fit the network (:meth:`check`).
         """
         import torch
 
         path = Path(path)
+        where = f"model file '{path}'"
         if not path.exists():
-            raise ModelFileError(f"model file '{path}': not found")
-        payload = read_payload(path, FORMAT, "model file")
-        meta_json, state = payload.get("meta_json"), payload.get("state_dict")
+            raise ModelFileError(f"{where}: not found")
+        payload = read_payload(path, (FORMAT, FORMAT_1), "model file")
+        fmt, meta_json = payload["format"], payload.get("meta_json")
+        state, digest = payload.get("state_dict"), payload.get("digest")
         if not isinstance(meta_json, str) or not isinstance(state, dict):
-            raise ModelFileError(f"model file '{path}': metadata or weights missing")
+            raise ModelFileError(f"{where}: metadata or weights missing")
         if not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise ModelFileError(f"model file '{path}': weights hold values that are not tensors")
-        if _digest(meta_json, state) != payload.get("digest"):
+            raise ModelFileError(f"{where}: weights hold values that are not tensors")
+        if fmt == FORMAT_1:  # its "digest" was the checksum
+            intact = _hash([meta_json], state) == digest
+        else:
+            intact = isinstance(digest, str) and \
+                _checksum(fmt, meta_json, digest, state) == payload.get("checksum")
+        if not intact:
             raise ModelFileError(
-                f"model file '{path}': content does not match its digest "
-                "(the file was modified or damaged); refusing to load it"
+                f"{where}: content does not match its checksum (the file was modified or "
+                "damaged); refusing to load it"
             )
         try:
             meta = json.loads(meta_json)
             meta.pop("format", None)
-            meta["norm_stats"] = {
-                k: (float(v[0]), float(v[1])) for k, v in meta["norm_stats"].items()
-            }
-            names = {f.name for f in dataclasses.fields(cls)}
-            unknown = set(meta) - names
+            unknown = set(meta) - {f.name for f in dataclasses.fields(cls)}
             if unknown:
-                raise ModelFileError(f"model file '{path}': unknown fields {sorted(unknown)}")
-            return cls(state_dict=state, **meta)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise ModelFileError(f"{where}: unknown fields {sorted(unknown)}")
+            model = cls(state_dict=state, **meta)
+        except (TypeError, ValueError, AttributeError) as exc:
             if isinstance(exc, ModelFileError):
                 raise
-            raise ModelFileError(f"model file '{path}': metadata incomplete ({exc!r})") from exc
+            raise ModelFileError(f"{where}: metadata incomplete ({exc!r})") from exc
+        model.check(where)
+        model.norm_stats = {k: (float(v[0]), float(v[1])) for k, v in model.norm_stats.items()}
+        if fmt == FORMAT and model.digest != digest:
+            raise ModelFileError(
+                f"{where}: its digest {digest[:12]}... is not that of its content "
+                f"({model.digest[:12]}...); written by another version of geochem_sr?"
+            )
+        return model
 
     # ------------------------------------------------------------------ checks
     def check_compatible(self, ds: xr.Dataset) -> None:
@@ -308,21 +431,26 @@ class GeoSRModel:
                 f"elements={self.elements}, channels={len(self.channels)})")
 
 
-def read_payload(path: Path, fmt: str, label: str, advice: str = "") -> dict[str, Any]:
+def read_payload(path: Path, fmt: str | tuple[str, ...], label: str,
+                 advice: str = "") -> dict[str, Any]:
     """``torch.load(weights_only=True)`` of a dict file whose ``"format"`` must be ``fmt``.
 
     Shared by model files and training checkpoints: no code from the file is executed, and
     an unreadable file or another format raises :class:`ModelFileError` naming ``label``.
+    ``fmt`` may be a tuple of accepted formats, the current one first.
     """
     import torch
 
+    formats = (fmt,) if isinstance(fmt, str) else tuple(fmt)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ModelFileError(f"{label} '{path}': cannot be read ({exc}){advice}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != fmt:
+    if not isinstance(payload, dict) or payload.get("format") not in formats:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ModelFileError(f"{label} '{path}': expected format {fmt!r}, found {found!r}")
+        older = f" (or {', '.join(map(repr, formats[1:]))})" if len(formats) > 1 else ""
+        raise ModelFileError(
+            f"{label} '{path}': expected format {formats[0]!r}{older}, found {found!r}")
     return payload
 
 

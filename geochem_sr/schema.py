@@ -232,6 +232,11 @@ def _check_concentration(ds: xr.Dataset, var: str, check_values: bool) -> None:
         return
     for el in da[ELEMENT].values:
         vals = da.sel({ELEMENT: el}).values
+        if np.isinf(vals).any():
+            raise DataError(
+                f"variable '{var}', element {el}: expected finite concentrations, found "
+                f"{int(np.isinf(vals).sum())} infinite cells (a value too large for float32?)"
+            )
         finite = vals[np.isfinite(vals)]
         if finite.size == 0:
             raise DataError(f"variable '{var}', element {el}: every value is NaN")
@@ -280,7 +285,17 @@ def validate(
     """
     if not isinstance(ds, xr.Dataset):
         raise SchemaError(f"expected an xarray.Dataset, found {type(ds).__name__}")
-    check_grid(ds)
+    dx, dy = check_grid(ds)
+    if dy > 0:
+        raise GridError(
+            f"coordinate 'y': expected descending values (row 0 is north), found step {dy:g}; "
+            "flip it with ds.isel(y=slice(None, None, -1))"
+        )
+    if not np.isclose(abs(dy), dx, rtol=1e-6):
+        raise GridError(
+            f"coordinates 'x', 'y': expected square cells, found {dx:g} x {abs(dy):g}; "
+            "regrid onto square cells (geochem_sr.schema.make_grid)"
+        )
     check_crs(ds)
     for var in require:
         if var not in ds.data_vars:

@@ -41,6 +41,10 @@ def _element_maps(
     return conc, out["coverage"]
 
 
+#: Smallest grid side, in cells, that a survey can be built on (a few network patches).
+MIN_GRID_CELLS = 8
+
+
 def build_survey(
     samples_sparse: str | os.PathLike | gpd.GeoDataFrame,
     samples_dense: str | os.PathLike | gpd.GeoDataFrame | None = None,
@@ -125,6 +129,13 @@ def build_survey(
         raise CRSError("grid: expected a CRS from crs= or the sparse samples, found none")
     sparse = sparse.to_crs(grid_crs)
     grid = schema.make_grid(bounds or _grid_bounds(sparse, cell_size), cell_size, grid_crs)
+    if min(grid.sizes[schema.Y], grid.sizes[schema.X]) < MIN_GRID_CELLS:
+        raise GridError(
+            f"grid: expected at least {MIN_GRID_CELLS} x {MIN_GRID_CELLS} cells, found "
+            f"{grid.sizes[schema.Y]} x {grid.sizes[schema.X]} cells of {cell_size:g} m; the "
+            "samples span too little ground for this cell size (coordinates in degrees "
+            "declared as metres? a cell size in the wrong unit?)"
+        )
     units = sparse.attrs["units"]
 
     lr, lr_cov = _element_maps(sparse, grid, elements, method, schema.LR, gridding_kwargs)

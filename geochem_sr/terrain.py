@@ -31,6 +31,10 @@ __all__ = ["ASPECT_CONVENTION", "add_terrain", "terrain_from_dem"]
 ASPECT_CONVENTION = "degrees clockwise from north, NaN on flat cells"
 #: a DEM must cover at least this fraction of the grid (edge effects of reprojection aside)
 MIN_COVERAGE = 0.99
+#: a DEM whose cells are more than this many times the grid's is refused: its elevation and
+#: slope would be interpolated from too few cells (from COARSE_WARNING on: a warning)
+MAX_COARSENING = 4.0
+COARSE_WARNING = 2.0
 
 
 def _squeeze_band(dem: xr.DataArray) -> xr.DataArray:
@@ -54,6 +58,37 @@ def _masked(dem: xr.DataArray) -> xr.DataArray:
     return out.rio.write_nodata(np.nan, encoded=False)
 
 
+def _check_resolution(dem: xr.DataArray, grid: xr.Dataset, max_coarsening: float) -> None:
+    """GridError for a DEM of fewer than 2 x 2 cells or far coarser than the grid."""
+    ny, nx = dem.sizes[schema.Y], dem.sizes[schema.X]
+    if ny < 2 or nx < 2:
+        raise GridError(
+            f"DEM: expected at least 2 x 2 cells (to interpolate elevation and derive slope), "
+            f"found {ny} x {nx}; provide a DEM over the whole survey area"
+        )
+    dx, dy = schema.check_grid(grid, "grid")
+    if dem.rio.crs == grid.rio.crs:
+        cx, cy = (abs(v) for v in dem.rio.resolution())
+    else:
+        left, bottom, right, top = dem.rio.transform_bounds(grid.rio.crs, densify_pts=21)
+        cx, cy = (right - left) / nx, (top - bottom) / ny
+    ratio = max(cx / abs(dx), cy / abs(dy))
+    size = (f"DEM: cells of about {cx:.4g} x {cy:.4g} m are {ratio:.3g} times the grid's "
+            f"{abs(dx):g} x {abs(dy):g} m cells")
+    if ratio > max_coarsening:
+        raise GridError(
+            f"{size} (at most {max_coarsening:g}): elevation, slope and aspect would be "
+            f"interpolated from too few DEM cells; use a finer DEM, a cell_size of at least "
+            f"{max(cx, cy) / max_coarsening:.4g} m, or terrain_from_dem(..., "
+            "max_coarsening=...) to accept it"
+        )
+    if ratio > COARSE_WARNING:
+        warnings.warn(
+            f"{size}: the terrain is interpolated from few DEM cells (smooth slopes)",
+            UserWarning, stacklevel=3,
+        )
+
+
 def _template(grid: xr.Dataset) -> xr.DataArray:
     """An empty north-up raster on the grid's cells (what GDAL warps onto)."""
     y = np.sort(np.asarray(grid[schema.Y].values, np.float64))[::-1]
@@ -69,6 +104,7 @@ def terrain_from_dem(
     grid: xr.Dataset,
     *,
     min_coverage: float = MIN_COVERAGE,
+    max_coarsening: float = MAX_COARSENING,
 ) -> xr.Dataset:
     """Elevation, slope and aspect of a DEM on the survey grid.
 
@@ -82,7 +118,12 @@ def terrain_from_dem(
         The target grid (projected CRS, ``x``/``y`` cell centres; ``y`` may ascend).
         If its variables are dask-backed, the output is chunked like them.
     min_coverage : float, default 0.99
-        Smallest fraction of grid cells the DEM's extent must cover.
+        Smallest fraction of grid cells the DEM's extent must cover. A DEM covering less
+        raises; one covering between this and all of the grid leaves the uncovered edge
+        cells NaN, with a warning.
+    max_coarsening : float, default 4
+        Largest ratio of DEM cell size (in the grid's CRS) to grid cell size; from 2 on, a
+        warning.
 
     Returns
     -------
@@ -95,12 +136,14 @@ def terrain_from_dem(
     CRSError
         The grid has no CRS or a geographic one, or the DEM has no CRS.
     GridError
-        The DEM covers less than ``min_coverage`` of the grid.
+        The DEM covers less than ``min_coverage`` of the grid, has fewer than 2 x 2 cells,
+        or cells more than ``max_coarsening`` times the grid's.
 
     Warns
     -----
     UserWarning
-        With the number of grid cells left NaN by DEM nodata holes (or uncovered edges).
+        With the number of grid cells left NaN by DEM nodata holes (or uncovered edges); a
+        DEM 2 to ``max_coarsening`` times coarser than the grid.
     """
     import rioxarray  # noqa: F401  (registers .rio)
     from rasterio.enums import Resampling
@@ -112,6 +155,7 @@ def terrain_from_dem(
     dem = _squeeze_band(dem)
     if dem.rio.crs is None:
         raise CRSError("DEM: expected a CRS (dem.rio.write_crs(...)), found none")
+    _check_resolution(dem, grid, max_coarsening)
     masked = _masked(dem)
     tmpl = _template(grid)
     elev = masked.rio.reproject_match(tmpl, resampling=Resampling.bilinear)
@@ -125,7 +169,9 @@ def terrain_from_dem(
         raise GridError(
             f"DEM: expected to cover the grid, found it covers {frac:.1%} of the grid cells "
             f"(DEM bounds {tuple(round(v, 1) for v in lb)} in {dem.rio.crs}, grid bounds "
-            f"{tuple(round(v, 1) for v in gb)}); provide a DEM over the whole survey area"
+            f"{tuple(round(v, 1) for v in gb)}, at least {min_coverage:.0%} needed); provide "
+            "a DEM over the whole survey area, or limit the grid to the DEM (build_survey("
+            "bounds=...))"
         )
     values = np.asarray(elev.values, np.float32)
     # bilinear downsampling interpolates over holes smaller than its kernel: a cell whose

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -229,10 +230,14 @@ def test_nan_hole_stays_in_its_cells(survey):
     ds[schema.LR] = (ds[schema.LR].dims, lr)
     hole = np.isnan(lr).any(axis=0)
     pred = inference.super_resolve(ds, model, tile=32).compute()
-    for name in (schema.HR_PRED, schema.RESIDUAL_PRED, schema.HR_PRED_STD):
-        out = pred[name].values
-        assert np.array_equal(np.isnan(out).any(axis=0), hole), name
-        assert np.isnan(out[:, hole]).all() and np.isfinite(out[:, ~hole]).all(), name
+    std = pred[schema.HR_PRED_STD].values
+    assert np.isnan(std[:, hole]).all() and np.isfinite(std[:, ~hole]).all()
+    # where the network cannot predict, an element with a sparse value keeps it (residual 0)
+    hr, res = pred[schema.HR_PRED].values, pred[schema.RESIDUAL_PRED].values
+    np.testing.assert_array_equal(np.isnan(hr), np.isnan(lr))
+    np.testing.assert_array_equal(hr[:, hole], lr[:, hole])
+    assert (res[:, hole][np.isfinite(lr[:, hole])] == 0).all()
+    assert np.isfinite(hr[:, ~hole]).all() and np.isfinite(res[:, ~hole]).all()
     res, _ = inference.predict_array(model, _inputs(ds, model), tile=32)
     assert np.array_equal(np.isnan(res).any(axis=0), hole)
 
@@ -457,6 +462,26 @@ def test_resume_refuses_another_model_or_input(store, survey, monkeypatch):
     with pytest.raises(GeoSRError, match="tile"):
         inference.predict_to_zarr(store["src"], out, store["model"], tile=64,
                                   uncertainty=False, progress=False)
+    # the same input path rewritten with other values (same grid, variables, metadata)
+    changed, out2 = store["root"] / "changed.zarr", store["root"] / "interrupted2.zarr"
+    shutil.copytree(store["src"], changed)
+    calls["n"] = 0
+    monkeypatch.setattr(inference, "_forward", failing)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        inference.predict_to_zarr(changed, out2, store["model"], tile=32,
+                                  uncertainty=False, progress=False)
+    monkeypatch.setattr(inference, "_forward", forward)
+    rewritten = gs.open_survey(changed).load()
+    rewritten["lr"] = rewritten["lr"] * 3
+    gs.write_survey(rewritten, changed)
+    meta = [json.loads((p / ".zmetadata").read_text())["metadata"]
+            for p in (changed, store["src"])]
+    assert meta[0] == meta[1]
+    shutil.copy(store["src"] / ".zmetadata", changed / ".zmetadata")  # byte for byte the same
+    gs.io.write_manifest(changed)
+    with pytest.raises(GeoSRError, match="input_fingerprint"):
+        inference.predict_to_zarr(changed, out2, store["model"], tile=32, uncertainty=False,
+                                  progress=False)
     inference.predict_to_zarr(store["src"], out, store["model"], tile=32, uncertainty=False,
                               progress=False)
     assert _arrays(out) == _arrays(store["full"])

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from test_training import FAST, INPUTS, learnable_survey
 
-from geochem_sr import schema
+from geochem_sr import model_file, schema
 from geochem_sr.errors import ModelFileError, ModelMismatchError
 from geochem_sr.model_file import FORMAT, GeoSRModel
 from geochem_sr.patches import BlockSplitter, prepare_training_data
 from geochem_sr.training import predict_patches, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
 
 @pytest.fixture(scope="module")
 def survey():
@@ -46,6 +51,23 @@ def saved(model, tmp_path):
     return model.save(tmp_path / "model.pt")
 
 
+def _rewrite(path: Path, meta: Callable[[dict], Any] | None = None,
+             state: Callable[[dict], Any] | None = None) -> None:
+    """Edit a model file's metadata and/or weights *and* recompute its checksum, as anyone
+    can: what remains to refuse the file is the check of its values."""
+    payload = torch.load(path, weights_only=True)
+    if meta is not None:
+        m = json.loads(payload["meta_json"])
+        meta(m)
+        payload["meta_json"] = json.dumps(m, sort_keys=True)
+    if state is not None:
+        payload["state_dict"] = {k: v.clone() for k, v in payload["state_dict"].items()}
+        state(payload["state_dict"])
+    payload["checksum"] = model_file._checksum(payload["format"], payload["meta_json"],
+                                               payload["digest"], payload["state_dict"])
+    torch.save(payload, path)
+
+
 # --------------------------------------------------------------------------- round trip
 def test_round_trip_gives_identical_predictions(model, saved, batch):
     loaded = GeoSRModel.load(saved)
@@ -60,7 +82,7 @@ def test_round_trip_gives_identical_predictions(model, saved, batch):
 
 def test_file_holds_only_plain_data(saved):
     payload = torch.load(saved, weights_only=True)  # no code is unpickled
-    assert set(payload) == {"format", "meta_json", "state_dict", "digest"}
+    assert set(payload) == {"format", "meta_json", "state_dict", "digest", "checksum"}
     assert payload["format"] == FORMAT
     meta = json.loads(payload["meta_json"])
     assert meta["network_name"] == "srcnn" and meta["elements"] == ["As", "Cu"]
@@ -73,7 +95,7 @@ def test_tampered_weight_is_refused(saved):
     payload["state_dict"][key] = payload["state_dict"][key].clone()
     payload["state_dict"][key].view(-1)[0] += 1e-3
     torch.save(payload, saved)  # the digest is not fixed
-    with pytest.raises(ModelFileError, match="digest"):
+    with pytest.raises(ModelFileError, match="content does not match its checksum"):
         GeoSRModel.load(saved)
 
 
@@ -83,7 +105,7 @@ def test_tampered_metadata_is_refused(saved):
     meta["norm_stats"]["slope"] = [0.0, 1.0]
     payload["meta_json"] = json.dumps(meta, sort_keys=True)
     torch.save(payload, saved)
-    with pytest.raises(ModelFileError, match="digest"):
+    with pytest.raises(ModelFileError, match="content does not match its checksum"):
         GeoSRModel.load(saved)
 
 
@@ -103,6 +125,36 @@ def test_files_that_are_not_models_are_refused(tmp_path):
         GeoSRModel.load(tmp_path / "missing.pt")
 
 
+def _write_format_1(model: GeoSRModel, path: Path) -> None:
+    """A model file as geochem_sr wrote it before the digest/checksum split."""
+    meta = {**model.metadata(), "format": "geochem_sr.model/1"}
+    meta_json = json.dumps(meta, sort_keys=True)
+    h = hashlib.sha256(meta_json.encode())
+    for key in sorted(model.state_dict):
+        t = model.state_dict[key].contiguous()
+        h.update(key.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    torch.save({"format": "geochem_sr.model/1", "meta_json": meta_json,
+                "state_dict": model.state_dict, "digest": h.hexdigest()}, path)
+
+
+def test_files_of_the_previous_format_load_and_are_checked(model, tmp_path):
+    old = tmp_path / "old.pt"
+    _write_format_1(model, old)
+    back = GeoSRModel.load(old)
+    assert back.digest == model.digest and back.norm_stats == model.norm_stats
+    _write_format_1(dataclasses.replace(model, shrinkage={"As": 50.0}), old)
+    with pytest.raises(ModelFileError, match=r"shrinkage\['As'\]"):
+        GeoSRModel.load(old)
+    payload = torch.load(old, weights_only=True)
+    payload["meta_json"] = payload["meta_json"].replace('"As": 50.0', '"As": 0.5')
+    torch.save(payload, old)
+    with pytest.raises(ModelFileError, match="content does not match its checksum"):
+        GeoSRModel.load(old)
+
+
 class _Payload:
     """An arbitrary class: a pickle of it would run code on load."""
 
@@ -113,6 +165,240 @@ def test_pickled_objects_are_not_unpickled(tmp_path):
                 "extra": _Payload()}, evil)
     with pytest.raises(ModelFileError, match="cannot be read"):
         GeoSRModel.load(evil)
+
+
+# --------------------------------------------------------------------------- values
+def _set(field: str, value: Any) -> Callable[[dict], None]:
+    return lambda m: m.__setitem__(field, value)
+
+
+def _set_in(field: str, key: str, value: Any) -> Callable[[dict], None]:
+    return lambda m: m[field].__setitem__(key, value)
+
+
+def _del_in(field: str, key: str) -> Callable[[dict], None]:
+    return lambda m: m[field].pop(key)
+
+
+def _set_channel(i: int, value: Any) -> Callable[[dict], None]:
+    return lambda m: m["channels"].__setitem__(i, value)
+
+
+BAD_VALUES = {
+    "shrinkage 50": (_set("shrinkage", {"As": 50.0}), r"shrinkage\['As'\].*\[0, 1\].*50"),
+    "shrinkage negative": (_set("shrinkage", {"Cu": -0.1}), r"shrinkage\['Cu'\].*-0\.1"),
+    "shrinkage nan": (_set("shrinkage", {"As": math.nan}), r"shrinkage\['As'\].*nan"),
+    "shrinkage text": (_set("shrinkage", {"As": "1"}), r"shrinkage\['As'\].*'1'"),
+    "shrinkage of another element": (_set("shrinkage", {"Zn": 0.5}), r"shrinkage.*'Zn'"),
+    "std_scale 0": (_set("std_scale", {"As": 0.0}), r"std_scale\['As'\].*> 0.*0\.0"),
+    "std_scale negative": (_set("std_scale", {"Cu": -2.0}), r"std_scale\['Cu'\].*-2\.0"),
+    "std_scale inf": (_set("std_scale", {"As": math.inf}), r"std_scale\['As'\].*inf"),
+    "std 0": (_set_in("norm_stats", "lr:As", [0.0, 0.0]),
+              r"norm_stats\['lr:As'\].*std.*> 0.*0\.0"),
+    "mean nan": (_set_in("norm_stats", "slope", [math.nan, 1.0]),
+                 r"norm_stats\['slope'\].*mean.*nan"),
+    "stats of a channel missing": (_del_in("norm_stats", "slope"),
+                                   r"norm_stats.*missing.*'slope'"),
+    "stats of no channel": (_set_in("norm_stats", "depth", [0.0, 1.0]),
+                            r"norm_stats.*'depth'"),
+    "patch_size 0": (_set("patch_size", 0), r"patch_size.*positive integer.*0"),
+    "patch_size text": (_set("patch_size", "16"), r"patch_size.*positive integer.*'16'"),
+    "patch_size bool": (_set("patch_size", True), r"patch_size.*positive integer.*True"),
+    "patch_size float": (_set("patch_size", 16.5), r"patch_size.*positive integer.*16\.5"),
+    "unknown element": (_set("elements", ["As", "Xx"]), r"elements.*chemical symbol.*'Xx'"),
+    "duplicate element": (_set("elements", ["As", "As"]), r"elements.*duplicate.*'As'"),
+    "duplicate channel": (_set_channel(1, "lr:As"), r"channels.*duplicate.*'lr:As'"),
+    "channel not str": (_set_channel(0, 3), r"channels.*str.*3"),
+    "channels not a list": (_set("channels", "lr:As"), r"channels.*list.*'lr:As'"),
+    "unit missing": (_del_in("units", "Cu"), r"units.*'Cu'"),
+    "aoa threshold nan": (_set("aoa", {"threshold": math.nan}), r"aoa\['threshold'\].*nan"),
+    "aoa of other channels": (_set("aoa", {"channels": ["lr:As"]}), r"aoa\['channels'\]"),
+    "aoa reference": (_set("aoa", {"reference": [[0.0, 1.0]]}), r"aoa\['reference'\].*9"),
+    "unknown context": (_set_in("extra", "context", "whole"), r"extra\['context'\].*'whole'"),
+    "history not a list": (_set("history", "3 epochs"), r"history.*list.*'3 epochs'"),
+    "std_floor negative": (_set_in("extra", "std_floor", {"As": -1.0}),
+                           r"extra\['std_floor'\]\['As'\].*-1\.0"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_VALUES))
+def test_wrong_values_are_refused_even_with_a_recomputed_checksum(saved, case):
+    edit, message = BAD_VALUES[case]
+    _rewrite(saved, meta=edit)
+    with pytest.raises(ModelFileError, match=message) as err:
+        GeoSRModel.load(saved)
+    assert str(saved) in str(err.value)
+
+
+def test_non_finite_weights_are_refused(saved):
+    key = sorted(torch.load(saved, weights_only=True)["state_dict"])[-1]
+    _rewrite(saved, state=lambda s: s[key].view(-1).__setitem__(0, math.inf))
+    with pytest.raises(ModelFileError, match=rf"weights.*'{key}'.*finite.*1"):
+        GeoSRModel.load(saved)
+
+
+def test_wrong_values_are_refused_before_saving(model, tmp_path):
+    bad = dataclasses.replace(model, shrinkage={"As": 50.0})
+    with pytest.raises(ModelFileError, match=r"shrinkage\['As'\].*\[0, 1\].*50"):
+        bad.save(tmp_path / "bad.pt")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ModelFileError, match=r"std_scale\['Cu'\]"):
+        dataclasses.replace(model, std_scale={"Cu": math.nan}).check()
+
+
+def test_calibration_values_at_the_bounds_load(model, tmp_path):
+    ok = dataclasses.replace(model, shrinkage={"As": 0.0, "Cu": 1.0}, std_scale={"As": 1e-6},
+                             aoa={"threshold": 0.0}, extra={**model.extra, "context": "tile"})
+    back = GeoSRModel.load(ok.save(tmp_path / "ok.pt"))
+    assert back.shrinkage == {"As": 0.0, "Cu": 1.0} and back.digest == ok.digest
+
+
+# --------------------------------------------------------------------------- network
+def _in_channels_plus_one(m: dict) -> None:
+    m["network_config"]["in_channels"] += 1
+
+
+def _out_channels_plus_one(m: dict) -> None:
+    m["network_config"]["out_channels"] += 1
+
+
+BAD_NETWORKS = {
+    "wider": (_set_in("network_config", "features", 16),
+              r"shape.*'body\.0\.0\.weight'.*\(16, 9, 3, 3\).*\(8, 9, 3, 3\)"),
+    "other kernels": (_set_in("network_config", "kernel_sizes", [3, 3, 3]),
+                      r"shape.*'body\.1\.0\.weight'.*\(4, 8, 3, 3\).*\(4, 8, 1, 1\)"),
+    "other network": (_set("network_name", "vdsr"), r"network_config.*vdsr"),
+    "unknown network": (_set("network_name", "resnet"), r"network_name.*'resnet'"),
+    "in_channels": (_in_channels_plus_one, r"network_config\['in_channels'\].*channels"),
+    "out_channels": (_out_channels_plus_one, r"network_config\['out_channels'\].*elements"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_NETWORKS))
+def test_a_network_config_that_does_not_fit_the_weights_is_refused(saved, case):
+    edit, message = BAD_NETWORKS[case]
+    _rewrite(saved, meta=edit)
+    with pytest.raises(ModelFileError, match=message) as err:
+        GeoSRModel.load(saved)
+    assert str(saved) in str(err.value)
+
+
+def test_missing_and_unexpected_weights_are_named(saved):
+    key = sorted(torch.load(saved, weights_only=True)["state_dict"])[0]
+    _rewrite(saved, state=lambda s: s.pop(key))
+    with pytest.raises(ModelFileError, match=rf"missing.*'{key}'"):
+        GeoSRModel.load(saved)
+    _rewrite(saved, state=lambda s: s.__setitem__(key, torch.zeros(2)) or
+             s.__setitem__("head.bias", torch.zeros(2)))
+    with pytest.raises(ModelFileError, match=r"unexpected.*'head\.bias'"):
+        GeoSRModel.load(saved)
+
+
+def _ensemble_of(model: GeoSRModel, n: int = 2) -> GeoSRModel:
+    """An ensemble of ``n`` copies of ``model``, stored as training.train(ensemble=n) does."""
+    cfg = dict(model.network_config)
+    config = {"in_channels": cfg.pop("in_channels"), "out_channels": cfg.pop("out_channels"),
+              "member": model.network_name, "n": n, "member_config": cfg}
+    state = {f"members.{i}.{k}": v for i in range(n) for k, v in model.state_dict.items()}
+    return dataclasses.replace(model, network_name="ensemble", network_config=config,
+                               state_dict=state)
+
+
+def test_ensembles_are_checked_against_their_weights(model, batch, tmp_path):
+    ens = _ensemble_of(model)
+    path = ens.save(tmp_path / "ens.pt")
+    back = GeoSRModel.load(path)
+    torch.testing.assert_close(predict_patches(back, batch), predict_patches(model, batch))
+    _rewrite(path, meta=lambda m: m["network_config"].__setitem__("n", 3))
+    with pytest.raises(ModelFileError, match=r"missing.*'members\.2\."):
+        GeoSRModel.load(path)
+    _rewrite(path, meta=lambda m: m["network_config"].update(
+        n=2, member_config={**m["network_config"]["member_config"], "features": 4}))
+    with pytest.raises(ModelFileError, match=r"shape.*'members\.0\.body\.0\.0\.weight'"):
+        GeoSRModel.load(path)
+
+
+# --------------------------------------------------------------------------- identity
+def test_digest_is_the_content_not_the_run_record(model, tmp_path):
+    other_run = dataclasses.replace(
+        model, history=[{"epoch": 1, "seconds": 99.0}], created="2001-01-01T00:00:00+00:00",
+        validation={"val_loss": 0.5}, package_version="0.0.0",
+        extra={**model.extra, "device": "cuda:3", "epochs_run": 99})
+    assert other_run.digest == model.digest
+    assert GeoSRModel.load(other_run.save(tmp_path / "m.pt")).digest == model.digest
+
+    key = sorted(model.state_dict)[0]
+    weights = {k: v.clone() for k, v in model.state_dict.items()}
+    weights[key].view(-1)[0] += 1e-6
+    changed = [
+        dataclasses.replace(model, state_dict=weights),
+        dataclasses.replace(model, shrinkage={"As": 0.5}),
+        dataclasses.replace(model, std_scale={"As": 2.0}),
+        dataclasses.replace(model, extra={**model.extra, "context": "tile"}),
+        dataclasses.replace(model, norm_stats={**model.norm_stats, "slope": (0.0, 2.0)}),
+        dataclasses.replace(model, network_config={**model.network_config, "activation": "relu"}),
+        dataclasses.replace(model, patch_size=model.patch_size * 2),
+        dataclasses.replace(model, aoa={"threshold": 1.0}),
+    ]
+    digests = [m.digest for m in changed]
+    assert model.digest not in digests and len(set(digests)) == len(digests)
+
+
+def test_a_retrained_model_has_the_same_digest(survey, data):
+    first, second = (train(survey, epochs=1, data=data, seed=3, **FAST) for _ in range(2))
+    assert all(torch.equal(first.state_dict[k], second.state_dict[k]) for k in first.state_dict)
+    assert first.digest == second.digest
+
+
+def test_the_file_checksum_covers_the_run_record(saved):
+    payload = torch.load(saved, weights_only=True)
+    meta = json.loads(payload["meta_json"])
+    meta["history"][0]["train_loss"] = 0.0
+    payload["meta_json"] = json.dumps(meta, sort_keys=True)
+    torch.save(payload, saved)  # the checksum is not fixed
+    with pytest.raises(ModelFileError, match="content does not match its checksum"):
+        GeoSRModel.load(saved)
+
+
+# --------------------------------------------------------------------------- saving
+def test_saving_into_a_missing_folder_names_it(model, tmp_path):
+    folder = tmp_path / "no" / "such"
+    with pytest.raises(ModelFileError, match=rf"folder '{re.escape(str(folder))}'.*does not exist"):
+        model.save(folder / "model.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_saving_under_a_regular_file_names_it(model, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a file")
+    with pytest.raises(ModelFileError, match=rf"'{re.escape(str(notes))}' is a file, not a folder"):
+        model.save(notes / "model.pt")
+    with pytest.raises(ModelFileError, match=rf"'{re.escape(str(notes))}' is a file"):
+        model.save(notes / "deeper" / "model.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_failed_save_leaves_no_temporary_file(model, tmp_path):
+    (tmp_path / "model.pt").mkdir()  # the target is a folder: the final rename fails
+    with pytest.raises(ModelFileError, match="model.pt"):
+        model.save(tmp_path / "model.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+    assert list((tmp_path / "model.pt").iterdir()) == []
+
+
+def test_a_save_failing_midway_keeps_the_previous_model(model, tmp_path, monkeypatch):
+    path = model.save(tmp_path / "model.pt")
+    before = path.read_bytes()
+
+    def disk_full(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        f.write(b"half a model")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(ModelFileError, match="No space left"):
+        dataclasses.replace(model, shrinkage={"As": 0.5}).save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+    assert path.read_bytes() == before
 
 
 # --------------------------------------------------------------------------- compatibility

@@ -84,3 +84,21 @@ def test_parse_input_set():
     assert schema.parse_input_set("geochem+terrain") == ("geochem", "terrain")
     with pytest.raises(gs.SchemaError, match="inputs"):
         schema.parse_input_set("terrain")
+
+
+def test_ascending_y_refused(survey):
+    with pytest.raises(gs.GridError, match="'y': expected descending"):
+        gs.validate(survey.isel(y=slice(None, None, -1)))
+
+
+def test_non_square_cells_refused(survey):
+    y = survey.y.values[0] - 80.0 * np.arange(survey.sizes["y"])
+    with pytest.raises(gs.GridError, match="square cells, found 50 x 80"):
+        gs.validate(survey.assign_coords(y=y))
+
+
+def test_infinite_concentration_refused(survey):
+    lr = survey.lr.values.copy()
+    lr[1, 2, 3] = np.inf
+    with pytest.raises(gs.DataError, match="element Cu: expected finite.*1 infinite"):
+        gs.validate(survey.assign(lr=(survey.lr.dims, lr)))

@@ -1,10 +1,14 @@
-"""Issue 9 on the default synthetic region: cross-validated gains of the full toolkit.
+"""Do no harm on held-out folds of the synthetic region, fast.
 
-One spatial 5-fold block cross-validation of an ensemble of three multi-level U-Nets (base
-width 16, every input group the survey provides) on the default 12.8 km synthetic region
-with both surveys everywhere. About 6 minutes on one CPU thread; it is the slowest test,
-alone in its module so that pytest-xdist runs it beside the others. Measured with seeds 0
-and 1 in ``benchmarks/results/trust.md``.
+A spatial 3-fold block cross-validation of a small multi-level U-Net (base width 8, 15
+epochs) on a 6.4 km synthetic region: the network alone is worse than the sparse map on
+held-out folds for most elements, and the do-no-harm calibration (fitted on each fold's
+inner validation blocks) must keep every element within 2 % of the sparse map and the
+calibrated std near its nominal coverage. About 20 s on one CPU thread.
+
+The long science check — cross-validated *gains* of the toolkit's recipe (an ensemble of
+three base-16 U-Nets, 100 epochs) on the default 12.8 km region — is a benchmark:
+``python benchmarks/cv_synthetic.py`` (``benchmarks/results/cv_synthetic.md``).
 """
 
 from __future__ import annotations
@@ -16,40 +20,34 @@ import pytest
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-#: Elements of the synthetic region with strong fault-hosted (As, Au: peak log10 enrichment
-#: 1.2, 1.5) or contact anomalies (Bi greisen 1.1, Cu skarn 1.2, Zn skarn 0.9, Pb 0.8;
-#: geochem_sr.synthetic). Sb, Sn and Mo carry such anomalies too but were not improved
-#: in cross-validation (benchmarks/results/trust.md): they are held to do-no-harm only.
-IMPROVED = ("As", "Bi", "Au", "Cu", "Pb", "Zn")
-
 
 @pytest.fixture(scope="module")
 def cv_report():
     import geochem_sr as gs
     from geochem_sr.trust import cross_validate
 
-    region = gs.synthetic_region(seed=0)
+    region = gs.synthetic_region(seed=0, size_km=(6.4, 6.4))
     ds = gs.build_survey(region.samples_sparse, region.samples_dense, dem=region.dem,
                          geology=region.geology, faults=region.faults,
                          cell_size=region.cell_size, bounds=region.bounds, method="idw")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return cross_validate(ds, "multilevel_unet", "auto", folds=5, seed=0, epochs=100,
-                              patience=20, lr=3e-4, ensemble=3,
-                              model_kwargs={"base_channels": 16})
+        return cross_validate(ds, "multilevel_unet", "auto", folds=3, seed=0, epochs=15,
+                              patience=5, lr=3e-4, model_kwargs={"base_channels": 8})
 
 
-def test_cross_validated_gains_are_positive_for_fault_and_contact_elements(cv_report):
-    gains = cv_report.per_element["gain"]
-    assert gains[list(IMPROVED)].mean() > 0.01
-    assert (gains[list(IMPROVED)] > 0).all(), gains.to_dict()
-    for el in ("Au", "Cu", "Zn"):  # the strongest fault (Au) and skarn (Cu, Zn) signals
-        assert gains[el] > 0.01, (el, gains[el])
-    # do no harm: no element is made clearly worse than the sparse map on held-out folds
-    assert gains.drop("mean", errors="ignore").min() > -0.01, gains.to_dict()
-    assert np.isfinite(gains).all()
+def test_calibration_does_no_harm_on_held_out_folds(cv_report):
+    per = cv_report.per_element.drop("mean", errors="ignore")
+    assert np.isfinite(per["gain"]).all()
+    # measured (1 and 2 threads): the network alone -0.087 ... +0.013 (mean -0.026);
+    # after calibration -0.001 ... +0.007. The bound sits far from both.
+    assert per["gain_raw"].min() < -0.04, per["gain_raw"].to_dict()  # there is harm to undo
+    assert per["gain"].min() > -0.02, per["gain"].to_dict()
+    assert (per["shrinkage"].between(0, 1)).all()
 
 
-def test_cross_validated_coverage_is_calibrated(cv_report):
-    cov1 = cv_report.per_element["coverage_1std"].drop("mean", errors="ignore")
-    assert cov1.between(0.60, 0.75).all(), cov1.to_dict()
+def test_calibrated_std_covers_held_out_cells(cv_report):
+    per = cv_report.per_element.drop("mean", errors="ignore")
+    # measured 0.64-0.70 at 1 std and 0.89-0.94 at 2 std
+    assert per["coverage_1std"].between(0.5, 0.85).all(), per["coverage_1std"].to_dict()
+    assert per["coverage_2std"].between(0.8, 0.99).all(), per["coverage_2std"].to_dict()
