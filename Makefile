@@ -22,11 +22,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check geochem_sr tests benchmarks
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 	$(PY) -m pytest -q --nbmake notebooks/quickstart.ipynb
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check geochem_sr tests benchmarks
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -1,4 +1,4 @@
-"""Benchmark of geochem_sr.gridding and geochem_sr.terrain.
+"""Benchmark of geochem_sr.gridding and geochem_sr.covariates.terrain.
 
 * Gridding 100,000 samples onto a 4096 x 4096 grid: IDW and local ordinary kriging
   (numpy path, and dask path on 2 threads): wall time, CPU time, peak memory (RSS).
@@ -152,7 +152,7 @@ def case_terrain(n_cells: int, path: str) -> None:
     import dask
 
     from geochem_sr import schema
-    from geochem_sr.terrain import add_terrain
+    from geochem_sr.covariates import add_terrain
 
     size = n_cells * 10.0
     grid = schema.make_grid((X0, Y0, X0 + size, Y0 + size), 10.0, CRS)

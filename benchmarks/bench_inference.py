@@ -80,9 +80,8 @@ def make_model(path: Path, base: int, seed: int, context: str = "tile") -> None:
     import torch
 
     from geochem_sr import schema
-    from geochem_sr.channels import channel_names
-    from geochem_sr.model_file import GeoSRModel
-    from geochem_sr.models import get_model
+    from geochem_sr.features import channel_names
+    from geochem_sr.models import GeoSRModel, get_model
 
     els = list(schema.DEFAULT_ELEMENTS)
     chans = channel_names("geochem+terrain+geology", els)
@@ -109,7 +108,9 @@ def run_predict(args: argparse.Namespace) -> dict:
 
     import geochem_sr as gs
     from geochem_sr import inference
-    from geochem_sr.model_file import GeoSRModel
+    from geochem_sr.inference.geometry import geometry, round_up
+    from geochem_sr.inference.network import network
+    from geochem_sr.models import GeoSRModel
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -122,12 +123,12 @@ def run_predict(args: argparse.Namespace) -> dict:
     n = args.size
     yb, xb = inference.tile_bounds((n, n), model, args.tile)
     halo = inference.default_halo(model)
-    m = inference._geometry(model).size_multiple
+    m = geometry(model).size_multiple
     n_aug = 8 if args.uncertainty else 1
-    windows = [(inference._round_up(ye - ys + 2 * halo, m),
-                inference._round_up(xe - xs + 2 * halo, m))
+    windows = [(round_up(ye - ys + 2 * halo, m),
+                round_up(xe - xs + 2 * halo, m))
                for ys, ye in yb for xs, xe in xb for _ in range(n_aug)]
-    net = inference._network(model, model.digest, "cpu")  # the object the pipeline uses
+    net = network(model, model.digest, "cpu")  # the object the pipeline uses
     tensors = {hw: torch.randn(1, len(model.channels), *hw).contiguous(
         memory_format=torch.channels_last) for hw in set(windows)}
     sample = windows if not args.bare_sample else windows[:args.bare_sample]

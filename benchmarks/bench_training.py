@@ -5,8 +5,8 @@
    ``unet`` at the paper's size (19 input channels: the paper's 18 with aspect as sin/cos;
    10 elements), batch 32 of 32x32 patches, ``channels_last`` on CPU, the default number of
    torch threads, after warm-up steps.
-2. **Pipeline**: the real loader (:class:`geochem_sr.patches.PatchDataset` with the 8-fold
-   augmentation and :func:`geochem_sr.patches.make_loader`, in the main process, as
+2. **Pipeline**: the real loader (:class:`geochem_sr.sampling.PatchDataset` with the 8-fold
+   augmentation and :func:`geochem_sr.sampling.make_loader`, in the main process, as
    :func:`geochem_sr.training.train` uses it). Its share of training is
    ``t(loader) / (t(loader) + t(step))`` per patch, for each network (floor: under 10 %);
    and, in the same run, the real loader against a loop over the same batches made
@@ -104,13 +104,13 @@ class _Stepper:
     def __init__(self, name: str, n_in: int, n_out: int, dev: Any) -> None:
         import torch
 
-        from geochem_sr.losses import get_loss
         from geochem_sr.models import count_parameters, get_model
-        from geochem_sr.training import _memory_format
+        from geochem_sr.training.losses import get_loss
+        from geochem_sr.training.runtime import memory_format
 
         torch.manual_seed(0)
         net = get_model(name, in_channels=n_in, out_channels=n_out)
-        self.fmt = _memory_format(dev, net)
+        self.fmt = memory_format(dev, net)
         self.net = net.to(dev).to(memory_format=self.fmt).train()
         self.params = count_parameters(net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3)
@@ -164,7 +164,7 @@ def bench_network(name: str, args: argparse.Namespace, dev: Any, n_in: int = 19,
 
 def loader_alone(data: Any, args: argparse.Namespace) -> float:
     """Seconds per patch of the real loader by itself (best of two whole epochs)."""
-    from geochem_sr.patches import make_loader, set_epoch
+    from geochem_sr.sampling import make_loader, set_epoch
 
     loader = make_loader(data.train, batch_size=args.batch_size, shuffle=True, seed=0)
     best = np.inf
@@ -178,7 +178,7 @@ def loader_alone(data: Any, args: argparse.Namespace) -> float:
 
 def bench_paired(name: str, data: Any, args: argparse.Namespace, dev: Any) -> dict[str, Any]:
     """Real loader vs pre-made batches feeding the same training steps, alternating rounds."""
-    from geochem_sr.patches import make_loader, set_epoch
+    from geochem_sr.sampling import make_loader, set_epoch
 
     loader = make_loader(data.train, batch_size=args.batch_size, shuffle=True, seed=0)
     n_batches = min(args.steps, len(loader))
@@ -308,14 +308,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print and write the results."""
     import torch
 
-    from geochem_sr.patches import BlockSplitter, prepare_training_data
-    from geochem_sr.training import _pick_device
+    from geochem_sr.sampling import BlockSplitter, prepare_training_data
+    from geochem_sr.training.runtime import pick_device
 
     args = _args(argv)
     default_threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
-    dev = _pick_device(args.device)
+    dev = pick_device(args.device)
     res: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M"),
         "command": "python benchmarks/bench_training.py" + (" --quick" if args.quick else "")

@@ -55,8 +55,8 @@ def main() -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         rep = cross_validate(ds, "multilevel_unet", "auto", folds=5, seed=args.seed,
-                             epochs=args.epochs, patience=20, lr=3e-4, ensemble=args.ensemble,
-                             model_kwargs={"base_channels": 16})
+                             epochs=args.epochs, patience=20, learning_rate=3e-4,
+                             ensemble=args.ensemble, network_kwargs={"base_channels": 16})
     wall = time.perf_counter() - t0
     per = rep.per_element.drop("mean", errors="ignore")
     g, cov1 = per["gain"], per["coverage_1std"]

@@ -122,7 +122,7 @@ def _args() -> argparse.Namespace:
 # =========================================================================== data
 def _setup() -> dict:
     import geochem_sr as gs
-    from geochem_sr.patches import prepare_training_data
+    from geochem_sr.sampling import prepare_training_data
 
     region = gs.synthetic_region(seed=0)
     ds = gs.build_survey(region.samples_sparse, region.samples_dense, dem=region.dem,
@@ -154,22 +154,23 @@ def _scores(pred: np.ndarray, s: dict) -> dict:
 
 # =========================================================================== 1. decomposition
 def _fine_model(region):  # noqa: ANN001, ANN202
-    """The synthetic model's additive log10 parts on its fine grid (private API, on purpose)."""
-    from geochem_sr import synthetic as syn
+    """The synthetic model's additive log10 parts on its fine grid."""
+    from geochem_sr.data.synthetic import fields as syn
+    from geochem_sr.data.synthetic.tables import UNITS
 
     b, m = region.bounds, 4 * 25.0
-    grid, _, _, mapped, parts = syn._simulate(region.seed, b, (b[0] - m, b[1] - m, b[2] + m,
-                                                               b[3] + m), 25.0, region.crs)
+    grid, _, _, mapped, parts = syn.simulate(region.seed, b, (b[0] - m, b[1] - m, b[2] + m,
+                                                              b[3] + m), 25.0, region.crs)
     cover = mapped == 0
-    offset = np.array(syn._UNITS[0][3])[:, None, None]
+    offset = np.array(UNITS[0][3])[:, None, None]
     comp = {
-        "geology": syn._disperse(parts["lithology"] + parts["contacts"], cover, grid.res, offset),
+        "geology": syn.disperse(parts["lithology"] + parts["contacts"], cover, grid.res, offset),
         "terrain": parts["terrain"],
-        "faults": syn._disperse(parts["faults"], cover, grid.res, 0.0),
+        "faults": syn.disperse(parts["faults"], cover, grid.res, 0.0),
         "random_3km": parts["random_3km"], "random_800m": parts["random_800m"],
         "random_200m": parts["random_200m"],
     }
-    assert np.allclose(sum(comp.values()), syn._total(parts, mapped, grid.res))
+    assert np.allclose(sum(comp.values()), syn.log10_concentration(parts, mapped, grid.res))
     return grid, comp
 
 
@@ -371,7 +372,7 @@ def networks(s: dict, nets: list[str], epochs: int, patience: int) -> list[dict]
             t0 = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                m = train(s["ds"], net, data=s["data"], model_kwargs=NETS[net], epochs=epochs,
+                m = train(s["ds"], net, data=s["data"], network_kwargs=NETS[net], epochs=epochs,
                           patience=patience, progress=False, **kw)
             full = predict_patches(m, x)[0].numpy().astype(np.float64)
             row = {"network": net, "variant": label, "train_kwargs": kw,

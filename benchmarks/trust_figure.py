@@ -29,7 +29,7 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-# which synthetic anomalies each element carries (geochem_sr.synthetic: peak log10
+# which synthetic anomalies each element carries (geochem_sr.data.synthetic: peak log10
 # enrichment of fault-hosted orogenic Au and of skarn / greisen contact halos >= 0.4)
 FAULT_ELEMENTS = ("As", "Sb", "Au", "Ag")
 CONTACT_ELEMENTS = ("Bi", "Ag", "Cu", "Pb", "Zn", "Sn", "Mo")
@@ -251,16 +251,16 @@ def main() -> None:
     import torch
 
     from geochem_sr import schema
-    from geochem_sr.channels import stack_inputs
-    from geochem_sr.inference import predict_array, super_resolve
+    from geochem_sr.features import stack_inputs
+    from geochem_sr.inference import applicability, calibrated_std, predict_array, super_resolve
     from geochem_sr.training import train
-    from geochem_sr.trust import applicability, calibrate, calibrated_std, cross_validate
+    from geochem_sr.trust import calibrate, cross_validate
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     region, ds, truth = _survey(args.seed, args.size_km, args.core)
     print(f"survey {dict(ds.sizes)} in {time.perf_counter() - t0:.0f} s", flush=True)
-    kw = {"model_kwargs": {"base_channels": args.base_channels}, "patience": args.patience,
+    kw = {"network_kwargs": {"base_channels": args.base_channels}, "patience": args.patience,
           "ensemble": args.ensemble,
           "loss": args.loss}
     inputs = args.inputs or schema.FULL_INPUTS

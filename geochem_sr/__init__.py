@@ -20,16 +20,20 @@ from geochem_sr.errors import (
     InputFileError,
     ModelFileError,
     ModelMismatchError,
+    ParameterError,
     SchemaError,
 )
 from geochem_sr.schema import validate
-
-__version__ = "0.1.0"
+from geochem_sr.version import __version__
 
 # public name -> module that defines it (imported on first use)
 _LAZY: dict[str, str] = {
-    "synthetic_region": "geochem_sr.synthetic",
-    "SyntheticRegion": "geochem_sr.synthetic",
+    "synthetic_region": "geochem_sr.data",
+    "SyntheticRegion": "geochem_sr.data",
+    "load_meuse": "geochem_sr.data",
+    "meuse_inputs": "geochem_sr.data",
+    "thin_samples": "geochem_sr.data",
+    "RealSurveyInputs": "geochem_sr.data",
     "build_survey": "geochem_sr.survey",
     "write_survey": "geochem_sr.io",
     "open_survey": "geochem_sr.io",
@@ -37,34 +41,34 @@ _LAZY: dict[str, str] = {
     "read_dem": "geochem_sr.io",
     "read_geology": "geochem_sr.io",
     "read_faults": "geochem_sr.io",
-    "fault_distance": "geochem_sr.structure",
-    "contact_distance": "geochem_sr.structure",
-    "lr_view": "geochem_sr.sparse_view",
-    "add_lr_view": "geochem_sr.sparse_view",
+    "fault_distance": "geochem_sr.covariates",
+    "contact_distance": "geochem_sr.covariates",
+    "lr_view": "geochem_sr.features",
+    "add_lr_view": "geochem_sr.features",
     "grid_samples": "geochem_sr.gridding",
-    "add_terrain": "geochem_sr.terrain",
-    "embed_geology": "geochem_sr.geology",
-    "embedding_table": "geochem_sr.geology",
-    "GeologyVocabulary": "geochem_sr.geology",
-    "vocabulary_of": "geochem_sr.geology",
-    "rasterize_geology": "geochem_sr.geology",
-    "plot_units": "geochem_sr.geology",
+    "add_terrain": "geochem_sr.covariates",
+    "embed_geology": "geochem_sr.covariates",
+    "embedding_table": "geochem_sr.covariates",
+    "GeologyVocabulary": "geochem_sr.covariates",
+    "vocabulary_of": "geochem_sr.covariates",
+    "rasterize_geology": "geochem_sr.covariates",
+    "plot_units": "geochem_sr.covariates",
     "calibrate": "geochem_sr.trust",
-    "applicability": "geochem_sr.trust",
+    "applicability": "geochem_sr.inference",
     "predict_to_zarr": "geochem_sr.inference",
     "plot_map": "geochem_sr.plotting",
     "compare_maps": "geochem_sr.plotting",
-    "GeoSRModel": "geochem_sr.model_file",
+    "GeoSRModel": "geochem_sr.models",
     "train": "geochem_sr.training",
     "super_resolve": "geochem_sr.inference",
     "evaluate": "geochem_sr.metrics",
     "cross_validate": "geochem_sr.trust",
-    "BlockSplitter": "geochem_sr.patches",
+    "BlockSplitter": "geochem_sr.sampling",
 }
-_SUBMODULES = {"models", "schema", "io", "gridding", "terrain", "geology", "synthetic",
-               "patches", "training", "metrics", "inference", "plotting", "trust", "cli",
-               "channels", "experiment", "losses", "survey", "model_file", "structure",
-               "sparse_view"}
+#: The stages of the flow (subpackages) and the top-level modules, imported on first use.
+_SUBMODULES = {"io", "gridding", "covariates", "features", "sampling", "models", "training",
+               "inference", "trust", "plotting", "experiment", "data", "schema", "errors",
+               "metrics", "survey", "accessor", "cli", "demo", "jsonable", "version"}
 
 __all__ = [
     "CRSError",
@@ -75,6 +79,7 @@ __all__ = [
     "InputFileError",
     "ModelFileError",
     "ModelMismatchError",
+    "ParameterError",
     "SchemaError",
     "validate",
     "__version__",

@@ -24,7 +24,7 @@ import xarray as xr
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from geochem_sr.model_file import GeoSRModel
+    from geochem_sr.models import GeoSRModel
 
 __all__ = ["GeoSRAccessor"]
 
@@ -45,38 +45,42 @@ class GeoSRAccessor:
 
     # ------------------------------------------------------------------ inputs
     def add_terrain(self) -> xr.Dataset:
-        """Slope and aspect from ``elevation`` (:func:`geochem_sr.terrain.add_terrain`)."""
-        from geochem_sr.terrain import add_terrain
+        """Slope and aspect from ``elevation`` (:func:`geochem_sr.covariates.add_terrain`),
+        then ``lr_view`` seen again from the sparse sites."""
+        from geochem_sr.covariates import add_terrain
+        from geochem_sr.features import refresh_lr_view
 
-        return add_terrain(self._ds)
+        return refresh_lr_view(add_terrain(self._ds))
 
     def embed_geology(self, geology: Any = None, **kwargs: Any) -> xr.Dataset:
-        """Rasterize and embed the geology (:func:`geochem_sr.geology.embed_geology`)."""
-        from geochem_sr.geology import embed_geology
+        """Rasterize and embed the geology (:func:`geochem_sr.covariates.embed_geology`),
+        then ``lr_view`` seen again from the sparse sites."""
+        from geochem_sr.covariates import embed_geology
+        from geochem_sr.features import refresh_lr_view
 
-        return embed_geology(self._ds, geology, **kwargs)
+        return refresh_lr_view(embed_geology(self._ds, geology, **kwargs))
 
     def embedding_table(self) -> pd.DataFrame:
         """The geology word vectors as a table like the paper's Table 4."""
-        from geochem_sr.geology import embedding_table
+        from geochem_sr.covariates import embedding_table
 
         return embedding_table(self._ds)
 
     def patches(self, inputs: str = "auto", **kwargs: Any) -> Any:
         """Split into blocks and index training patches
-        (:func:`geochem_sr.patches.prepare_training_data`)."""
-        from geochem_sr.patches import prepare_training_data
+        (:func:`geochem_sr.sampling.prepare_training_data`)."""
+        from geochem_sr.sampling import prepare_training_data
 
         return prepare_training_data(self._ds, inputs, **kwargs)
 
     # ------------------------------------------------------------------ model
-    def train(self, model: str = "multilevel_unet", inputs: str = "auto",
+    def train(self, network: str = "multilevel_unet", inputs: str = "auto",
               **kwargs: Any) -> GeoSRModel:
         """Train a network on the blocks where both surveys exist
         (:func:`geochem_sr.training.train`)."""
         from geochem_sr.training import train
 
-        return train(self._ds, model=model, inputs=inputs, **kwargs)
+        return train(self._ds, network, inputs, **kwargs)
 
     def cross_validate(self, model: str = "multilevel_unet",
                        inputs: str = "auto", **kwargs: Any) -> Any:
@@ -89,7 +93,7 @@ class GeoSRAccessor:
         """Lazy, tiled, seamless prediction of ``hr_pred``
         (:func:`geochem_sr.inference.super_resolve`). ``model`` may be a file path."""
         from geochem_sr.inference import super_resolve
-        from geochem_sr.model_file import GeoSRModel
+        from geochem_sr.models import GeoSRModel
 
         if not isinstance(model, GeoSRModel):
             model = GeoSRModel.load(model)

@@ -53,7 +53,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import geochem_sr as gs
 
     ds = gs.open_survey(args.survey)
-    model = ds.geosr.train(model=args.network, inputs=args.inputs, epochs=args.epochs,
+    model = ds.geosr.train(network=args.network, inputs=args.inputs, epochs=args.epochs,
                            seed=args.seed, checkpoint=args.checkpoint,
                            ensemble=args.ensemble)
     if args.calibrate:
@@ -96,7 +96,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``geochem-sr``."""
-    from geochem_sr import __version__
+    from geochem_sr.version import __version__
 
     p = argparse.ArgumentParser(
         prog="geochem-sr",

@@ -63,7 +63,7 @@ def run_demo(
     timings["build_s"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    net = ds.geosr.train(model=model, inputs="auto", epochs=epochs,
+    net = ds.geosr.train(network=model, inputs="auto", epochs=epochs,
                          seed=seed, progress=True)
     net = calibrate(ds, net, seed=seed)
     model_path = net.save(out / "model.pt")
@@ -80,7 +80,7 @@ def run_demo(
     # scores on the held-out test blocks only, for the prediction and the sparse map
     import pandas as pd
 
-    from geochem_sr.patches import prepare_training_data
+    from geochem_sr.sampling import prepare_training_data
 
     test = prepare_training_data(ds, net.inputs, elements=net.elements, seed=seed).test_windows
     scores = pd.concat({

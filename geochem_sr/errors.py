@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "GeoSRError",
     "SchemaError",
+    "ParameterError",
     "CRSError",
     "GridError",
     "DataError",
@@ -25,6 +26,10 @@ class GeoSRError(ValueError):
 
 class SchemaError(GeoSRError):
     """A dataset does not follow the survey-dataset convention (names, dims, dtypes)."""
+
+
+class ParameterError(GeoSRError):
+    """An argument of a function is out of range or of the wrong kind (``epochs=0``, ...)."""
 
 
 class CRSError(GeoSRError):

@@ -68,6 +68,8 @@ DISSIMILARITY = "dissimilarity"
 
 CONCENTRATION_VARS = (LR, HR, HR_PRED)
 TERRAIN_VARS = (ELEVATION, SLOPE, ASPECT)
+#: Dimensions of the geology word vectors (the paper's Table 4 has 5).
+EMBEDDING_SIZE = 5
 
 # --- attribute names ----------------------------------------------------------------
 ATTR_GEOLOGY_VOCAB = "geology_vocabulary"  # JSON: {"units": [...], "vectors": [[...]]}
@@ -95,7 +97,7 @@ INPUT_SETS: dict[str, tuple[str, ...]] = {
 }
 #: Every channel group, in channel order: the paper's three, then the structural distances
 #: (``faults``, ``contacts``) and ``unseen`` (each covariate minus what the sparse sites see
-#: of it, :mod:`geochem_sr.sparse_view`).
+#: of it, :mod:`geochem_sr.features.sparse_view`).
 INPUT_GROUPS: tuple[str, ...] = ("geochem", "terrain", "geology", "faults", "contacts", "unseen")
 #: The richest input set: what :func:`geochem_sr.training.train` uses by default.
 FULL_INPUTS = "+".join(INPUT_GROUPS)
@@ -140,40 +142,6 @@ def parse_input_set(inputs: str | Sequence[str]) -> tuple[str, ...]:
             f"to act on, found {inputs!r}"
         )
     return tuple(g for g in valid if g in parts)
-
-
-def resolve_inputs(inputs: str | Sequence[str], ds: xr.Dataset) -> str:
-    """An input set as a canonical string; ``"auto"``: every group ``ds`` can provide.
-
-    ``"auto"`` takes ``geochem``, then ``terrain`` (elevation, slope and aspect),
-    ``geology`` (geology_embedding), ``faults`` (fault_distance), ``contacts``
-    (contact_distance), and ``unseen`` when ``lr_view`` holds every covariate of those
-    groups. On the synthetic region only the set with ``unseen`` beat the sparse map in
-    cross-validation (``benchmarks/results/trust.md``), so ``"auto"`` is what
-    :func:`geochem_sr.training.train` uses by default.
-
-    Examples
-    --------
-    >>> ds = make_grid((0, 0, 100, 100), 50.0, "EPSG:32650")
-    >>> resolve_inputs("auto", ds)
-    'geochem'
-    >>> resolve_inputs("terrain+geochem", ds)
-    'geochem+terrain'
-    """
-    if not (isinstance(inputs, str) and inputs == "auto"):
-        return "+".join(parse_input_set(inputs))
-    from geochem_sr.channels import channel_names
-
-    have = set(map(str, ds.data_vars))
-    needs = {"terrain": set(TERRAIN_VARS), "geology": {GEOLOGY_EMBEDDING},
-             "faults": {FAULT_DISTANCE}, "contacts": {CONTACT_DISTANCE}}
-    groups = ["geochem", *(g for g, v in needs.items() if v <= have)]
-    if len(groups) > 1 and LR_VIEW in have:
-        names = channel_names(groups, ["H"], ds.sizes.get(EMBEDDING, 5))  # any element
-        covariates = [c for c in names if not c.startswith(f"{LR}:")]
-        if set(covariates) <= {str(c) for c in ds[LR_VIEW][COVARIATE].values}:
-            groups.append("unseen")
-    return "+".join(groups)
 
 
 # --- validation -----------------------------------------------------------------------

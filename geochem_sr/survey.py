@@ -59,7 +59,7 @@ def build_survey(
     method: str = "kriging",
     unit_column: str = "unit",
     censored: str = "half",
-    embedding_size: int = 5,
+    embedding_size: int = schema.EMBEDDING_SIZE,
     seed: int = 0,
     **gridding_kwargs: Any,
 ) -> xr.Dataset:
@@ -78,7 +78,7 @@ def build_survey(
         distance to the nearest contact between units recorded (``contact_distance``).
     faults : path or GeoDataFrame, optional
         Mapped fault lines; the distance to the nearest one is recorded
-        (``fault_distance``, :mod:`geochem_sr.structure`).
+        (``fault_distance``, :mod:`geochem_sr.covariates.structure`).
     cell_size : float, default 50
         Grid cell size in metres.
     bounds : (xmin, ymin, xmax, ymax), optional
@@ -93,7 +93,7 @@ def build_survey(
         Unit-name column of ``geology``.
     censored : {"half", "dl", "nan"}, default "half"
         Policy for values below detection limits (:func:`geochem_sr.io.parse_censored`).
-    embedding_size : int, default 5
+    embedding_size : int, default :data:`geochem_sr.schema.EMBEDDING_SIZE` (5)
         Word-vector dimension of the geology embedding.
     seed : int, default 0
         Seed of the geology embedding.
@@ -105,7 +105,7 @@ def build_survey(
     xarray.Dataset
         A survey dataset (see :mod:`geochem_sr.schema`), validated. It records where the
         sparse samples are (``lr_sites``) and, when there are covariates, each of them as
-        the sparse survey sees it (``lr_view``, :mod:`geochem_sr.sparse_view`).
+        the sparse survey sees it (``lr_view``, :mod:`geochem_sr.features.sparse_view`).
 
     Examples
     --------
@@ -118,9 +118,8 @@ def build_survey(
     ['aspect', 'contact_distance', 'elevation', 'fault_distance', 'geology_embedding']
     """
     from geochem_sr import io
-    from geochem_sr.channels import covariate_channels
-    from geochem_sr.sparse_view import lr_view, site_counts
-    from geochem_sr.structure import contact_distance, fault_distance
+    from geochem_sr.covariates import contact_distance, fault_distance
+    from geochem_sr.features import covariate_channels, lr_view, site_counts
 
     sparse = io.read_samples(samples_sparse, elements, censored=censored)
     elements = list(elements or sparse.attrs["elements"])
@@ -155,13 +154,13 @@ def build_survey(
         }
     )
     if dem is not None:
-        from geochem_sr.terrain import terrain_from_dem
+        from geochem_sr.covariates import terrain_from_dem
 
         terrain = terrain_from_dem(io.read_dem(dem), grid)
         for var in schema.TERRAIN_VARS:
             ds[var] = terrain[var]
     if geology is not None:
-        from geochem_sr.geology import embed_geology
+        from geochem_sr.covariates import embed_geology
 
         gdf = io.read_geology(geology, unit_column=unit_column)
         ds = embed_geology(

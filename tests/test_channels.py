@@ -10,7 +10,8 @@ import torch
 import xarray as xr
 
 from geochem_sr import schema
-from geochem_sr.channels import (
+from geochem_sr.errors import DataError, SchemaError
+from geochem_sr.features import (
     ASPECT_COS,
     ASPECT_SIN,
     augment,
@@ -21,7 +22,6 @@ from geochem_sr.channels import (
     stack_inputs,
     target_residual,
 )
-from geochem_sr.errors import DataError, SchemaError
 
 ELEMENTS = ("As", "Cu", "Au")
 FULL = "geochem+terrain+geology"
@@ -280,3 +280,31 @@ def test_augment_needs_both_aspect_channels():
         augment(x, None, 1, ["lr:As", ASPECT_SIN])
     with pytest.raises(SchemaError, match="channels"):
         augment(x, None, 1, ["lr:As"])
+
+
+def test_resolve_inputs_canonicalises_and_auto_takes_what_the_grid_has():
+    from geochem_sr.features import resolve_inputs
+
+    ds = schema.make_grid((0, 0, 200, 200), 50.0, "EPSG:32650")
+    assert resolve_inputs("terrain+geochem", ds) == "geochem+terrain"
+    assert resolve_inputs(["geology", "geochem"], ds) == "geochem+geology"
+    assert resolve_inputs("auto", ds) == "geochem"
+    for var in schema.TERRAIN_VARS:
+        ds[var] = (("y", "x"), np.zeros((4, 4), "float32"))
+    assert resolve_inputs("auto", ds) == "geochem+terrain"
+    with pytest.raises(SchemaError, match="geochem"):
+        resolve_inputs("terrain", ds)
+
+
+def test_features_sit_above_schema_and_need_no_torch():
+    """schema no longer imports the channels (the old schema <-> channels cycle), and the
+    features import neither torch nor anything above them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, geochem_sr.schema; assert 'geochem_sr.features' not in sys.modules\n"
+            "import geochem_sr.features\n"
+            "bad = [m for m in sys.modules if m == 'torch' or m.startswith(("
+            "'geochem_sr.sampling', 'geochem_sr.training', 'geochem_sr.inference'))]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -71,8 +71,8 @@ def test_lazy_super_resolve_equals_store(demo_dir):
     stored = gs.open_survey(demo_dir / "prediction.zarr")
     for name in ("hr_pred", "hr_pred_std", "aoa"):
         np.testing.assert_allclose(lazy[name].values, stored[name].values, rtol=1e-5)
-    # hr_pred_std follows the calibration rule of trust.calibrated_std
-    from geochem_sr.trust import calibrated_std
+    # hr_pred_std follows the calibration rule of inference.calibrated_std
+    from geochem_sr.inference import calibrated_std
 
     raw = ds.geosr.super_resolve(model.__class__(**{**model.__dict__, "std_scale": {}}),
                                  tile=64).hr_pred_std

@@ -8,7 +8,7 @@ import pytest
 from shapely.geometry import box
 
 from geochem_sr import schema
-from geochem_sr.datasets import (
+from geochem_sr.data import (
     MEUSE_ELEMENTS,
     MEUSE_SOIL_UNITS,
     elevation_surface,

@@ -10,12 +10,12 @@ import torch
 from test_training import FAST, INPUTS, learnable_survey
 
 from geochem_sr import inference
-from geochem_sr.channels import stack_inputs
-from geochem_sr.errors import SchemaError
-from geochem_sr.model_file import GeoSRModel
-from geochem_sr.models import get_model
-from geochem_sr.patches import BlockSplitter, prepare_training_data
-from geochem_sr.training import predict_patches, train
+from geochem_sr.errors import ParameterError, SchemaError
+from geochem_sr.features import stack_inputs
+from geochem_sr.models import GeoSRModel, get_model
+from geochem_sr.sampling import BlockSplitter, prepare_training_data
+from geochem_sr.training import TrainConfig, predict_patches, train
+from geochem_sr.training.ensembles import member_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -36,7 +36,8 @@ def setup():
 def test_ensemble_is_the_mean_of_its_members(setup):
     survey, data, ens, members = setup
     assert ens.network_name == "ensemble" and ens.network_config["n"] == 2
-    assert [m["seed"] for m in ens.extra["ensemble"]] == [5, 6]
+    assert [m["seed"] for m in ens.training.ensemble] == [5, 6]
+    assert [m["epochs_run"] for m in ens.training.ensemble] == [3, 3]
     x = torch.stack([data.val[i][0] for i in range(4)])
     mean = (predict_patches(members[0], x) + predict_patches(members[1], x)) / 2
     torch.testing.assert_close(predict_patches(ens, x), mean, atol=1e-5, rtol=0)
@@ -61,5 +62,13 @@ def test_bad_ensembles_are_refused():
     with pytest.raises(SchemaError, match="ensemble"):
         get_model("ensemble", 3, 2, member="ensemble")
     survey = learnable_survey(n=64)
-    with pytest.raises(SchemaError, match="ensemble"):
+    with pytest.raises(ParameterError, match="ensemble"):
         train(survey, epochs=1, ensemble=0, **FAST)
+
+
+def test_members_get_their_seed_and_checkpoint():
+    config = TrainConfig(seed=5, ensemble=3, checkpoint="run.ckpt", epochs=7)
+    second = member_config(config, 1)
+    assert (second.seed, second.checkpoint, second.ensemble, second.epochs) == \
+        (6, "run.ckpt.member1", 1, 7)
+    assert member_config(TrainConfig(ensemble=2), 1).checkpoint is None

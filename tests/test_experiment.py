@@ -11,6 +11,11 @@ import pytest
 
 from geochem_sr import experiment as ex
 from geochem_sr.errors import SchemaError
+from geochem_sr.experiment.cache import RowCache
+from geochem_sr.experiment.figure import figure_elements
+from geochem_sr.experiment.findings import check_expectations
+from geochem_sr.experiment.report import format_value
+from geochem_sr.training import TrainConfig
 
 N_ROWS = len(ex.NETWORKS) * len(ex.INPUT_SETS)
 
@@ -158,8 +163,79 @@ def test_render_results_keeps_numbers_and_notes(first: tuple[Path, dict], tmp_pa
 def test_profiles_and_errors() -> None:
     assert set(ex.PROFILES) == {"smoke", "cpu", "gpu"}
     gpu, cpu = ex.get_profile("gpu"), ex.get_profile("cpu")
-    assert gpu.epochs == 1000 and gpu.batch_size == 32 and gpu.patch_size == 32
-    assert not gpu.model_kwargs and not cpu.model_kwargs  # the paper's networks
+    t = gpu.training
+    assert t.epochs == 1000 and t.batch_size == 32 and t.patch_size == 32
+    assert t.learning_rate == 1e-3 and t.lr_step == 40 and not t.progress  # Table 5
+    assert not gpu.network_kwargs and not cpu.network_kwargs  # the paper's networks
     assert cpu.size_km[0] * cpu.size_km[1] < gpu.size_km[0] * gpu.size_km[1]
     with pytest.raises(SchemaError, match="profile"):
         ex.get_profile("laptop")
+
+
+def test_profile_train_config_per_row() -> None:
+    smoke = ex.get_profile("smoke")
+    row = smoke.train_config("vdsr", seed=7)
+    assert row.seed == 7 and dict(row.network_kwargs) == {"depth": 3, "features": 8}
+    assert (row.epochs, row.learning_rate, row.ensemble) == (1, 1e-3, 1)
+    toolkit = smoke.train_config("multilevel_unet", seed=7, toolkit=True)
+    assert toolkit.learning_rate == TrainConfig().learning_rate
+    assert toolkit.ensemble == smoke.toolkit_ensemble
+    d = smoke.to_dict()  # the flat layout of the results files
+    assert (d["epochs"], d["lr"], d["patch_size"], d["stride"]) == (1, 1e-3, 16, 4)
+    assert d["model_kwargs"]["vdsr"] == {"depth": 3, "features": 8}
+    json.dumps(d)
+
+
+# ----------------------------------------------------------------- parts, without training
+def test_row_cache_round_trip_and_fingerprint(tmp_path: Path) -> None:
+    row = {"key": "k", "scores": {"psnr_avg": np.float32(20.5), "bad": float("nan")}}
+    crops = {"pred": np.arange(6.0).reshape(1, 2, 3)}
+    RowCache(tmp_path, "fp", enabled=False).put("k", row, crops)
+    assert not any(tmp_path.iterdir())
+    RowCache(tmp_path, "fp", enabled=True).put("k", row, crops)
+    got, got_crops = RowCache(tmp_path, "fp", enabled=True).get("k")
+    assert got == {"key": "k", "scores": {"psnr_avg": 20.5, "bad": None}}
+    np.testing.assert_array_equal(got_crops["pred"], crops["pred"])
+    assert RowCache(tmp_path, "other", enabled=True).get("k") is None
+    assert RowCache(tmp_path, "fp", enabled=False).get("k") is None
+    assert RowCache(tmp_path, "fp", enabled=True).get("missing") is None
+
+
+def _row(kind: str, key: str, psnr: float, ssim: float, rmse: float,
+         network: str | None = None, inputs: str = "geochem") -> dict:
+    label = f"{ex.NETWORK_LABELS[network]} · {inputs}" if network else key
+    return {"key": key, "kind": kind, "network": network, "inputs": inputs, "label": label,
+            "scores": {"psnr_avg": psnr, "ssim_avg": ssim, "rmse_log10": rmse}}
+
+
+def test_expectations_checked_on_a_made_up_table() -> None:
+    best = {n: float(n == "multilevel_unet") for n in ex.NETWORKS}
+    rows = [_row("network", f"{n}-{i}", 20.0 + j + 5 * best[n], 0.5 + 0.1 * j + 0.1 * best[n],
+                 0.3 - 0.01 * j, network=n, inputs=i)
+            for n in ex.NETWORKS for j, i in enumerate(reversed(ex.INPUT_SETS))]
+    rows += [_row("baseline", b, 19.0, 0.4, 0.5) for b in ex.BASELINES]
+    lines, checks = check_expectations(rows)
+    assert len(lines) == 3 and all("**holds**" in line for line in lines)
+    assert checks["expect_multilevel_all_best"] and checks["expect_geology_improves_each"]
+    assert checks["expect_every_network_beats_sparse_and_idw"]
+    rows[-1]["scores"]["psnr_avg"] = 99.0  # regression kriging now beats every network
+    _, checks = check_expectations(rows)
+    assert checks["best_psnr_avg"] == "regression_kriging"
+    assert not checks["expect_multilevel_all_best"]
+    assert checks["beats_by_metric"]["regression_kriging"]["psnr_avg"] == 0
+
+
+def test_format_value_and_figure_elements() -> None:
+    assert format_value(None) == format_value(float("nan")) == "—"
+    assert format_value(1.23456, "rmse_log10") == "1.2346"
+    assert format_value(20.0, "psnr_avg") == "20.00" and format_value(0.5) == "0.500"
+    assert figure_elements(["As", "Cu", "Au"]) == ["Au", "Cu"]
+    assert figure_elements(["As", "Cu", "Zn"]) == ["As", "Cu"]
+
+
+def test_modules_stay_small() -> None:
+    root = Path(ex.__file__).parent.parent
+    for pkg in ("experiment", "plotting"):
+        for path in (root / pkg).glob("*.py"):
+            n = len(path.read_text(encoding="utf-8").splitlines())
+            assert n <= 400, f"{path.name}: {n} lines"

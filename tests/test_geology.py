@@ -1,4 +1,4 @@
-"""Tests of geochem_sr.geology: rasterizing units, sentences, word vectors, embedding."""
+"""Tests of geochem_sr.covariates.geology: rasterizing units, sentences, word vectors, embedding."""
 
 from __future__ import annotations
 
@@ -20,16 +20,10 @@ import shapely
 import xarray as xr
 
 from geochem_sr import schema
-from geochem_sr.errors import (
-    CRSError,
-    DataError,
-    InputFileError,
-    ModelMismatchError,
-    SchemaError,
-)
-from geochem_sr.geology import (
+from geochem_sr.covariates.geology import (
     GeologyVocabulary,
     GeologyWarning,
+    embed_codes,
     embed_geology,
     embedding_table,
     lithology_units,
@@ -37,8 +31,16 @@ from geochem_sr.geology import (
     rasterize_geology,
     train_unit_vectors,
     unit_adjacency,
+    unit_names,
     unit_sentences,
     vocabulary_of,
+)
+from geochem_sr.errors import (
+    CRSError,
+    DataError,
+    InputFileError,
+    ModelMismatchError,
+    SchemaError,
 )
 
 CRS = "EPSG:32650"
@@ -403,7 +405,7 @@ _CHILD = textwrap.dedent(
     """
     import json, sys
     import numpy as np, xarray as xr
-    from geochem_sr.geology import train_unit_vectors, unit_sentences
+    from geochem_sr.covariates.geology import train_unit_vectors, unit_sentences
     codes = np.repeat(np.repeat(np.arange(5).reshape(1, 5), 12, axis=0), 6, axis=1)
     codes[3:8, 8:14] = 5  # a stock across a boundary
     codes[10:, :4] = -1
@@ -595,3 +597,36 @@ def test_plot_units_labels_every_unit():
     assert offsets.shape == (4, 2)
     assert np.isclose(np.asarray(offsets)[:, 0].mean(), 0.0, atol=1e-6)  # centred scores
     plt.close("all")
+
+
+def test_embed_geology_leaves_lr_view_to_the_caller_and_the_accessor_refreshes_it():
+    from geochem_sr.features import add_lr_view
+
+    ds = quiet(embed_geology, _survey(), band_geology(), seed=0)
+    sites = np.zeros((ds.sizes["y"], ds.sizes["x"]), np.int16)
+    sites[1::4, 2::4] = 1
+    ds = add_lr_view(ds.assign({schema.LR_SITES: (("y", "x"), sites)}))
+    vocab = vocabulary_of(ds)
+    other = GeologyVocabulary(vocab.units, vocab.vectors[::-1])
+    stale = embed_geology(ds, vocabulary=other)  # covariates never reach up to features
+    xr.testing.assert_identical(stale[schema.LR_VIEW], ds[schema.LR_VIEW])
+    fresh = ds.geosr.embed_geology(vocabulary=other)
+    xr.testing.assert_identical(fresh[schema.GEOLOGY_EMBEDDING], stale[schema.GEOLOGY_EMBEDDING])
+    expected = add_lr_view(stale, [str(c) for c in ds[schema.COVARIATE].values])
+    xr.testing.assert_allclose(fresh[schema.LR_VIEW], expected[schema.LR_VIEW])
+    assert not np.allclose(fresh[schema.LR_VIEW].values, ds[schema.LR_VIEW].values)
+
+
+def test_embed_codes_is_the_embedding_step_alone():
+    ds = quiet(embed_geology, _survey({"y": 7, "x": 16}), _geology_with_gap(), seed=0)
+    emb = embed_codes(ds[schema.LITHOLOGY], vocabulary_of(ds))
+    assert emb.chunks is not None  # lazy stays lazy
+    stored = ds[schema.GEOLOGY_EMBEDDING].drop_vars(schema.SPATIAL_REF)
+    xr.testing.assert_identical(emb.compute(), stored.compute())
+
+
+def test_unit_names_labels_the_codes_of_a_rasterized_map():
+    lith = quiet(rasterize_geology, _geology_with_gap(), grid())
+    assert unit_names(lith) == dict(enumerate(lithology_units(lith)))
+    assert unit_names(lith)[3] == "Granite stock"
+    assert unit_names(xr.DataArray(np.zeros((2, 2), "int16"), dims=("y", "x"))) == {}

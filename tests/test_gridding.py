@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 
 import dask.array as da
@@ -13,6 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.spatial import cKDTree
 
+import geochem_sr
+import geochem_sr.gridding as gridding
 from geochem_sr import schema
 from geochem_sr.errors import DataError, GeoSRError
 from geochem_sr.gridding import (
@@ -356,3 +360,37 @@ def test_constant_values_fall_back_with_a_warning():
         out = grid_samples(gdf, make_grid(), ["As"], max_distance=1e9)
     assert any("all values are equal" in str(w.message) for w in caught)
     np.testing.assert_allclose(out[CONCENTRATION].values, 7.0, rtol=1e-5)
+
+
+# --- the package -----------------------------------------------------------------------------
+def test_the_package_exports_its_public_api():
+    for name in gridding.__all__:
+        assert getattr(gridding, name) is not None, name
+    assert geochem_sr.grid_samples is grid_samples
+    assert {"grid_samples", "krige_points", "idw_points", "fit_variogram",
+            "empirical_variogram", "semivariance"} <= set(gridding.__all__)
+
+
+def test_importing_the_package_does_not_import_numba():
+    code = ("import sys, numpy as np, geochem_sr.gridding as g\n"
+            "assert 'numba' not in sys.modules\n"
+            "g.idw_points(np.array([[0.0, 0.0], [1.0, 0.0]]), np.array([1.0, 2.0]),"
+            " np.array([[0.5, 0.0]]))\n"
+            "assert 'numba' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("model", ["spherical", "exponential"])
+def test_an_exactly_singular_system_falls_back_to_least_squares(model):
+    # a duplicated sample makes the system singular (Cholesky and LU both fail): the least
+    # squares solution shares the weight between the two copies, as if there were one
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 1000, (40, 2))
+    z = np.sin(xy[:, 0] / 200) + xy[:, 1] / 1000
+    q = rng.uniform(0, 1000, (30, 2))
+    vg = {"model": model, "range": 600.0, "sill": 1.0, "nugget": 0.0}
+    est, var = krige_points(xy, z, q, vg, k=40, return_variance=True)
+    est2, var2 = krige_points(np.vstack([xy, xy[:1]]), np.append(z, z[0]), q, vg, k=41,
+                              return_variance=True)
+    np.testing.assert_allclose(est2, est, atol=1e-10)
+    np.testing.assert_allclose(var2, var, atol=1e-10)

@@ -27,9 +27,10 @@ from hypothesis import strategies as st
 
 import geochem_sr as gs
 from geochem_sr import inference, schema
-from geochem_sr.channels import channel_names, fit_normalisation, stack_inputs
 from geochem_sr.errors import GeoSRError, IncompleteStoreError, ModelMismatchError
-from geochem_sr.model_file import GeoSRModel
+from geochem_sr.features import channel_names, fit_normalisation, stack_inputs
+from geochem_sr.inference import geometry, network, stores, windows
+from geochem_sr.models import GeoSRModel
 
 torch = pytest.importorskip("torch")
 
@@ -162,9 +163,9 @@ def test_halo_below_reach_warns_and_is_approximate(survey):
 
 
 def test_blend_weights_are_a_smooth_partition_of_unity():
-    bounds = inference._bounds(inference._chunk_sizes(150, 32, 8))
+    bounds = geometry.bounds(geometry.chunk_sizes(150, 32, 8))
     total = np.zeros(150)
-    for lo, hi, w in inference._axis_weights(bounds, 8):
+    for lo, hi, w in windows.axis_weights(bounds, 8):
         total[lo:hi] += w
         assert np.abs(np.diff(w)).max() <= np.pi / 16 + 1e-9  # no step inside a window
     np.testing.assert_allclose(total, 1.0, atol=1e-12)
@@ -192,7 +193,7 @@ def test_constant_input_gives_a_seam_free_output(survey, key):
     break that periodicity.
     """
     model = _model(survey, key)
-    m = inference._alignment(model)[0]
+    m = geometry.alignment(model)[0]
     x = np.ones((len(model.channels), NY, NX), dtype="float32")
     x *= np.linspace(-1, 1, len(model.channels), dtype="float32")[:, None, None]
 
@@ -209,7 +210,7 @@ def test_constant_input_gives_a_seam_free_output(survey, key):
         inside_x, inside_y = [c - 16 for c in seams_x], [r - 16 for r in seams_y]
         np.testing.assert_allclose(dx[:, :, seams_x], dx[:, :, inside_x], atol=1e-5)
         np.testing.assert_allclose(dy[:, seams_y, :], dy[:, inside_y, :], atol=1e-5)
-    if inference._geometry(model).size_multiple == 1:  # whole tiles: a constant
+    if geometry.geometry(model).size_multiple == 1:  # whole tiles: a constant
         whole = dataclasses.replace(model, extra={**model.extra, "context": "tile"})
         res, _ = inference.predict_array(whole, x, tile=32)
         assert np.ptp(res, axis=(1, 2)).max() <= 1e-5
@@ -257,8 +258,8 @@ def test_region_smaller_than_one_tile(shape):
 # --------------------------------------------------------------------------- the Dataset
 def test_super_resolve_is_lazy_and_builds_the_network_once(survey, monkeypatch):
     model = _model(survey, "unet2")
-    inference._NETS.clear()
-    forwards = _Counter(monkeypatch, inference, "_forward")
+    network.clear_cache()
+    forwards = _Counter(monkeypatch, network, "forward")
     builds = _Counter(monkeypatch, GeoSRModel, "build_network")
     pred = inference.super_resolve(survey, model, tile=32)
     for name in (schema.HR_PRED, schema.RESIDUAL_PRED, schema.HR_PRED_STD):
@@ -272,7 +273,7 @@ def test_super_resolve_is_lazy_and_builds_the_network_once(survey, monkeypatch):
 
 def test_model_mismatch_raises_before_any_work(survey, monkeypatch):
     model = _model(survey, "srcnn")
-    forwards = _Counter(monkeypatch, inference, "_forward")
+    forwards = _Counter(monkeypatch, network, "forward")
     with pytest.raises(ModelMismatchError, match="slope"):
         inference.super_resolve(survey.drop_vars("slope"), model)
     with pytest.raises(ModelMismatchError, match="elements"):
@@ -382,15 +383,16 @@ _KILL_SCRIPT = textwrap.dedent(
     import sys, time
     import torch
     import geochem_sr.inference as inference
+    from geochem_sr.inference import network
 
     torch.set_num_threads(1)
-    forward = inference._forward
+    forward = network.forward
 
     def slow_forward(*args, **kwargs):  # time to be killed between tiles
         time.sleep(0.4)
         return forward(*args, **kwargs)
 
-    inference._forward = slow_forward
+    network.forward = slow_forward
     inference.predict_to_zarr(sys.argv[1], sys.argv[2], sys.argv[3], tile=32,
                               uncertainty=False, progress=False)
     """
@@ -407,7 +409,7 @@ def test_killed_run_resumes_to_an_identical_store(store, monkeypatch):
     ledger = out / inference.LEDGER_DIR
     deadline = time.monotonic() + 120
     try:
-        while len(inference._done_tiles(out)) < 2:
+        while len(stores.done_tiles(out)) < 2:
             assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
             assert time.monotonic() < deadline, "the run wrote no tile in 120 s"
             time.sleep(0.05)
@@ -415,12 +417,12 @@ def test_killed_run_resumes_to_an_identical_store(store, monkeypatch):
     finally:
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    done = len(inference._done_tiles(out))
+    done = len(stores.done_tiles(out))
     assert ledger.is_dir() and 2 <= done < 12
     with pytest.raises(IncompleteStoreError):
         gs.open_survey(out)
     # the same command again computes only the missing tiles
-    forwards = _Counter(monkeypatch, inference, "_forward")
+    forwards = _Counter(monkeypatch, network, "forward")
     inference.predict_to_zarr(store["src"], out, store["model"], tile=32, uncertainty=False,
                               progress=False)
     assert forwards.n == 12 - done
@@ -436,7 +438,7 @@ def test_killed_run_resumes_to_an_identical_store(store, monkeypatch):
 
 def test_resume_refuses_another_model_or_input(store, survey, monkeypatch):
     out = store["root"] / "interrupted.zarr"
-    forward = inference._forward
+    forward = network.forward
     calls = {"n": 0}
 
     def failing(*args, **kwargs):
@@ -445,12 +447,12 @@ def test_resume_refuses_another_model_or_input(store, survey, monkeypatch):
             raise RuntimeError("interrupted")
         return forward(*args, **kwargs)
 
-    monkeypatch.setattr(inference, "_forward", failing)
+    monkeypatch.setattr(network, "forward", failing)
     with pytest.raises(RuntimeError, match="interrupted"):
         inference.predict_to_zarr(store["src"], out, store["model"], tile=32,
                                   uncertainty=False, progress=False)
-    monkeypatch.setattr(inference, "_forward", forward)
-    assert len(inference._done_tiles(out)) == 3
+    monkeypatch.setattr(network, "forward", forward)
+    assert len(stores.done_tiles(out)) == 3
     other = _model(survey, "srcnn", seed=1)
     with pytest.raises(ModelMismatchError, match="model_digest"):
         inference.predict_to_zarr(store["src"], out, other, tile=32, uncertainty=False,
@@ -466,11 +468,11 @@ def test_resume_refuses_another_model_or_input(store, survey, monkeypatch):
     changed, out2 = store["root"] / "changed.zarr", store["root"] / "interrupted2.zarr"
     shutil.copytree(store["src"], changed)
     calls["n"] = 0
-    monkeypatch.setattr(inference, "_forward", failing)
+    monkeypatch.setattr(network, "forward", failing)
     with pytest.raises(RuntimeError, match="interrupted"):
         inference.predict_to_zarr(changed, out2, store["model"], tile=32,
                                   uncertainty=False, progress=False)
-    monkeypatch.setattr(inference, "_forward", forward)
+    monkeypatch.setattr(network, "forward", forward)
     rewritten = gs.open_survey(changed).load()
     rewritten["lr"] = rewritten["lr"] * 3
     gs.write_survey(rewritten, changed)
@@ -519,7 +521,72 @@ def test_patch_context_sees_only_a_patch_around_each_cell(survey):
     np.testing.assert_allclose(moved[:, :, 8 + p:], base[:, :, 8 + p:], atol=1e-6)
     assert np.abs(moved[:, :, :8] - base[:, :, :8]).max() > 1e-3
     whole = dataclasses.replace(model, extra={**model.extra, "context": "tile"})
-    assert inference._geometry(whole).reach > p
+    assert geometry.geometry(whole).reach > p
     base_t, _ = inference.predict_array(whole, x, tile=64)
     moved_t, _ = inference.predict_array(whole, far, tile=64)
     assert np.abs(moved_t[:, :, 8 + p:] - base_t[:, :, 8 + p:]).max() > 1e-6
+
+
+# --------------------------------------------------------------------------- geology
+def test_reembed_applies_the_models_vocabulary_in_memory_and_to_zarr(tmp_path):
+    """A dataset embedded with another vocabulary is refused, and predicted after
+    re-embedding its lithology with the model's own vocabulary (``reembed=True``): lazily
+    and Zarr to Zarr, the same numbers as on a dataset embedded with the model's vocabulary."""
+    from geochem_sr.covariates import GeologyVocabulary, embed_geology
+
+    ds = _survey(48, 64)
+    yy, xx = np.mgrid[0:48, 0:64]
+    lith = ((yy // 16 + xx // 20) % 3).astype("int16")
+    lith[:4, :6] = -1  # no mapped unit: no prediction, the sparse map is kept
+    ds = ds.assign(lithology=((schema.Y, schema.X), lith, {
+        "flag_values": [0, 1, 2], "flag_meanings": "granite schist marble"}))
+    rng = np.random.default_rng(0)
+    units = ("granite", "schist", "marble")
+    mine, other = (GeologyVocabulary(units, rng.normal(size=(3, 5))) for _ in range(2))
+    ds_mine = embed_geology(ds, vocabulary=mine)
+    ds_other = embed_geology(ds, vocabulary=other)
+    model = dataclasses.replace(_model(ds_mine, "srcnn", inputs="geochem+geology"),
+                                geology_vocabulary=mine.to_json())
+    with pytest.raises(ModelMismatchError, match="geology_vocabulary"):
+        inference.super_resolve(ds_other, model, tile=32, uncertainty=False)
+    want = inference.super_resolve(ds_mine, model, tile=32, uncertainty=False).compute()
+    got = inference.super_resolve(ds_other, model, tile=32, uncertainty=False,
+                                  reembed=True).compute()
+    np.testing.assert_array_equal(got[schema.HR_PRED].values, want[schema.HR_PRED].values)
+    src = gs.write_survey(ds_other, tmp_path / "other.zarr")
+    with pytest.raises(ModelMismatchError, match="geology_vocabulary"):
+        inference.predict_to_zarr(src, tmp_path / "refused.zarr", model, tile=32,
+                                  uncertainty=False, progress=False)
+    out = inference.predict_to_zarr(src, tmp_path / "pred.zarr", model, tile=32,
+                                    uncertainty=False, progress=False, reembed=True)
+    stored = gs.open_survey(out)
+    for name in (schema.HR_PRED, schema.RESIDUAL_PRED):
+        np.testing.assert_allclose(stored[name].values, want[name].values, rtol=1e-6,
+                                   atol=1e-7)
+    np.testing.assert_array_equal(stored[schema.HR_PRED].values[:, :4, :6],  # no unit:
+                                  ds[schema.LR].values[:, :4, :6])  # the sparse map kept
+
+
+def test_calibrated_std_is_one_rule_for_numpy_dask_and_xarray(survey):
+    """``std_scale * max(shrinkage * spread, std_floor)`` for calibrated elements, the raw
+    spread for the others; the same bits whatever holds the spread."""
+    from geochem_sr.inference import calibrated_std
+    from geochem_sr.inference.calibration import calibrate_spread
+
+    model = _model(survey, "srcnn")
+    spread = np.random.default_rng(0).uniform(0, 0.2, (3, 20, 30)).astype("float32")
+    spread[:, 0, 0] = np.nan
+    with pytest.raises(ModelMismatchError, match="calibrated"):
+        calibrated_std(spread, model)
+    assert np.array_equal(calibrate_spread(spread, model), spread, equal_nan=True)
+    model.shrinkage, model.std_scale = {"As": 0.5}, {"As": 2.0, "Cu": 1.5}
+    model.extra = {"std_floor": {"As": 0.05, "Cu": 0.01}}
+    out = calibrated_std(spread, model)
+    expect = np.float32(2.0) * np.maximum(np.float32(0.5) * spread[0], np.float32(0.05))
+    assert np.array_equal(out[0], expect, equal_nan=True)
+    assert np.array_equal(out[2], spread[2], equal_nan=True)  # Au: not calibrated, raw
+    lazy = calibrated_std(dsa.from_array(spread, chunks=(3, 10, 10)), model).compute()
+    da = calibrated_std(xr.DataArray(spread, dims=(schema.ELEMENT, schema.Y, schema.X),
+                                     attrs={"units": "log10"}), model)
+    assert np.array_equal(lazy, out, equal_nan=True)
+    assert np.array_equal(da.values, out, equal_nan=True) and da.attrs["units"] == "log10"

@@ -19,9 +19,8 @@ from affine import Affine
 
 import geochem_sr as gs
 from geochem_sr import io, schema
+from geochem_sr.covariates import embed_geology, rasterize_geology, terrain_from_dem
 from geochem_sr.errors import CRSError, DataError, GridError, InputFileError
-from geochem_sr.geology import embed_geology, rasterize_geology
-from geochem_sr.terrain import terrain_from_dem
 
 CRS = "EPSG:32650"
 X0, Y0 = 500_000.0, 4_000_000.0

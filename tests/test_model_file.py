@@ -16,10 +16,12 @@ import pytest
 import torch
 from test_training import FAST, INPUTS, learnable_survey
 
-from geochem_sr import model_file, schema
+from geochem_sr import schema
 from geochem_sr.errors import ModelFileError, ModelMismatchError
-from geochem_sr.model_file import FORMAT, GeoSRModel
-from geochem_sr.patches import BlockSplitter, prepare_training_data
+from geochem_sr.models import GeoSRModel, PredictionSettings, TrainingRecord
+from geochem_sr.models.model_file import FORMAT, FORMAT_2
+from geochem_sr.models.payload import checksum
+from geochem_sr.sampling import BlockSplitter, prepare_training_data
 from geochem_sr.training import predict_patches, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -63,8 +65,8 @@ def _rewrite(path: Path, meta: Callable[[dict], Any] | None = None,
     if state is not None:
         payload["state_dict"] = {k: v.clone() for k, v in payload["state_dict"].items()}
         state(payload["state_dict"])
-    payload["checksum"] = model_file._checksum(payload["format"], payload["meta_json"],
-                                               payload["digest"], payload["state_dict"])
+    payload["checksum"] = checksum(payload["format"], payload["meta_json"], payload["digest"],
+                                   payload["state_dict"])
     torch.save(payload, path)
 
 
@@ -125,9 +127,16 @@ def test_files_that_are_not_models_are_refused(tmp_path):
         GeoSRModel.load(tmp_path / "missing.pt")
 
 
+def _legacy_metadata(model: GeoSRModel, fmt: str) -> dict:
+    """The metadata as formats 1 and 2 held it: the records in one untyped ``extra``."""
+    meta = {k: v for k, v in model.metadata().items()
+            if k not in ("prediction", "training", "notes")}
+    return {**meta, "extra": json.loads(json.dumps(model.extra)), "format": fmt}
+
+
 def _write_format_1(model: GeoSRModel, path: Path) -> None:
     """A model file as geochem_sr wrote it before the digest/checksum split."""
-    meta = {**model.metadata(), "format": "geochem_sr.model/1"}
+    meta = _legacy_metadata(model, "geochem_sr.model/1")
     meta_json = json.dumps(meta, sort_keys=True)
     h = hashlib.sha256(meta_json.encode())
     for key in sorted(model.state_dict):
@@ -153,6 +162,43 @@ def test_files_of_the_previous_format_load_and_are_checked(model, tmp_path):
     torch.save(payload, old)
     with pytest.raises(ModelFileError, match="content does not match its checksum"):
         GeoSRModel.load(old)
+
+
+def test_files_of_format_2_load_into_the_records(model, tmp_path):
+    calibrated = dataclasses.replace(
+        model, prediction=PredictionSettings(context="tile", std_floor={"As": 0.05}),
+        notes={"site": "test"})
+    meta_json = json.dumps(_legacy_metadata(calibrated, FORMAT_2), sort_keys=True)
+    assert '"std_floor"' in meta_json and '"prediction"' not in meta_json
+    state = calibrated.state_dict
+    digest = calibrated.digest  # format 2 hashed the same identity
+    path = tmp_path / "v2.pt"
+    torch.save({"format": FORMAT_2, "meta_json": meta_json, "state_dict": state,
+                "digest": digest, "checksum": checksum(FORMAT_2, meta_json, digest, state)},
+               path)
+    back = GeoSRModel.load(path)
+    assert back.prediction == calibrated.prediction and back.training == model.training
+    assert back.notes == {"site": "test"} and back.digest == digest
+    saved = GeoSRModel.load(back.save(tmp_path / "v3.pt"))
+    assert torch.load(tmp_path / "v3.pt", weights_only=True)["format"] == FORMAT
+    assert saved.metadata() == back.metadata()
+
+
+def test_extra_is_the_records_as_format_2_held_them(model):
+    extra = model.extra
+    assert extra["seed"] == model.training.seed and extra["split"] == model.training.split
+    assert "context" not in extra and "std_floor" not in extra  # None: left out
+    tiled = dataclasses.replace(model, extra={**extra, "context": "tile", "site": "x"})
+    assert tiled.prediction == PredictionSettings(context="tile")
+    assert tiled.training == model.training and tiled.notes == {"site": "x"}
+    assert tiled.digest == dataclasses.replace(
+        model, prediction=PredictionSettings(context="tile")).digest
+    bare = dataclasses.replace(tiled, extra={"std_floor": {"As": 0.1}})
+    assert bare.training == TrainingRecord() and bare.notes == {}
+    assert bare.prediction == PredictionSettings(std_floor={"As": 0.1})
+    copy = dataclasses.replace(tiled)
+    copy.extra = {}
+    assert copy.prediction == PredictionSettings() and tiled.prediction.context == "tile"
 
 
 class _Payload:
@@ -214,10 +260,16 @@ BAD_VALUES = {
     "aoa threshold nan": (_set("aoa", {"threshold": math.nan}), r"aoa\['threshold'\].*nan"),
     "aoa of other channels": (_set("aoa", {"channels": ["lr:As"]}), r"aoa\['channels'\]"),
     "aoa reference": (_set("aoa", {"reference": [[0.0, 1.0]]}), r"aoa\['reference'\].*9"),
-    "unknown context": (_set_in("extra", "context", "whole"), r"extra\['context'\].*'whole'"),
+    "unknown context": (_set_in("prediction", "context", "whole"),
+                        r"prediction\.context.*'whole'"),
     "history not a list": (_set("history", "3 epochs"), r"history.*list.*'3 epochs'"),
-    "std_floor negative": (_set_in("extra", "std_floor", {"As": -1.0}),
-                           r"extra\['std_floor'\]\['As'\].*-1\.0"),
+    "std_floor negative": (_set_in("prediction", "std_floor", {"As": -1.0}),
+                           r"prediction\.std_floor\['As'\].*-1\.0"),
+    "std_floor of another element": (_set_in("prediction", "std_floor", {"Zn": 0.1}),
+                                     r"prediction\.std_floor.*'Zn'"),
+    "unknown record field": (_set_in("training", "epochs", 3), r"metadata incomplete.*epochs"),
+    "notes not a mapping": (_set("notes", ["a note"]), r"notes.*mapping"),
+    "extra in format 3": (_set("extra", {}), r"unknown fields \['extra'\]"),
 }
 
 
@@ -248,7 +300,8 @@ def test_wrong_values_are_refused_before_saving(model, tmp_path):
 
 def test_calibration_values_at_the_bounds_load(model, tmp_path):
     ok = dataclasses.replace(model, shrinkage={"As": 0.0, "Cu": 1.0}, std_scale={"As": 1e-6},
-                             aoa={"threshold": 0.0}, extra={**model.extra, "context": "tile"})
+                             aoa={"threshold": 0.0},
+                             prediction=PredictionSettings(context="tile", std_floor={"As": 0}))
     back = GeoSRModel.load(ok.save(tmp_path / "ok.pt"))
     assert back.shrinkage == {"As": 0.0, "Cu": 1.0} and back.digest == ok.digest
 
@@ -323,7 +376,8 @@ def test_digest_is_the_content_not_the_run_record(model, tmp_path):
     other_run = dataclasses.replace(
         model, history=[{"epoch": 1, "seconds": 99.0}], created="2001-01-01T00:00:00+00:00",
         validation={"val_loss": 0.5}, package_version="0.0.0",
-        extra={**model.extra, "device": "cuda:3", "epochs_run": 99})
+        training=dataclasses.replace(model.training, device="cuda:3", epochs_run=99),
+        notes={"comment": "another run"})
     assert other_run.digest == model.digest
     assert GeoSRModel.load(other_run.save(tmp_path / "m.pt")).digest == model.digest
 
@@ -334,7 +388,8 @@ def test_digest_is_the_content_not_the_run_record(model, tmp_path):
         dataclasses.replace(model, state_dict=weights),
         dataclasses.replace(model, shrinkage={"As": 0.5}),
         dataclasses.replace(model, std_scale={"As": 2.0}),
-        dataclasses.replace(model, extra={**model.extra, "context": "tile"}),
+        dataclasses.replace(model, prediction=PredictionSettings(context="tile")),
+        dataclasses.replace(model, prediction=PredictionSettings(std_floor={"As": 0.1})),
         dataclasses.replace(model, norm_stats={**model.norm_stats, "slope": (0.0, 2.0)}),
         dataclasses.replace(model, network_config={**model.network_config, "activation": "relu"}),
         dataclasses.replace(model, patch_size=model.patch_size * 2),

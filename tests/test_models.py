@@ -1,4 +1,4 @@
-"""Tests of geochem_sr.models (the four networks) and geochem_sr.losses."""
+"""Tests of geochem_sr.models (the four networks) and geochem_sr.training.losses."""
 
 from __future__ import annotations
 
@@ -11,16 +11,7 @@ import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from geochem_sr.errors import DataError, GeoSRError, SchemaError
-from geochem_sr.losses import (
-    LOSSES,
-    MixedLoss,
-    get_loss,
-    masked_l1,
-    masked_mse,
-    masked_ssim,
-    masked_ssim_loss,
-)
+from geochem_sr.errors import DataError, GeoSRError, ParameterError, SchemaError
 from geochem_sr.models import (
     ACTIVATIONS,
     SmoothReLU,
@@ -28,6 +19,15 @@ from geochem_sr.models import (
     count_flops,
     count_parameters,
     get_model,
+)
+from geochem_sr.training.losses import (
+    LOSSES,
+    MixedLoss,
+    get_loss,
+    masked_l1,
+    masked_mse,
+    masked_ssim,
+    masked_ssim_loss,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -326,9 +326,9 @@ def test_mask_shapes_and_empty_mask():
         value = get_loss(name)(p, torch.full_like(target, float("nan")))
         assert float(value.detach()) == 0.0
         value.backward()  # still attached to the graph
-    with pytest.raises(SchemaError, match="mask"):
+    with pytest.raises(ParameterError, match="mask"):
         masked_mse(pred, target, torch.ones(3, 32, 32))
-    with pytest.raises(SchemaError, match="target"):
+    with pytest.raises(ParameterError, match="target"):
         masked_mse(pred, target[:, :2])
 
 
@@ -385,11 +385,15 @@ def test_ssim_loss_prefers_structure():
 
 
 def test_get_loss_errors():
-    with pytest.raises(SchemaError) as err:
+    with pytest.raises(ParameterError) as err:
         get_loss("iou")
     for name in LOSSES:
         assert name in str(err.value)
-    with pytest.raises(SchemaError, match="invalid arguments"):
+    with pytest.raises(ParameterError, match="invalid arguments"):
         get_loss("mse", alpha=1.0)
-    with pytest.raises(DataError, match="at least"):
+    with pytest.raises(ParameterError, match="alpha"):
+        get_loss("mse+ssim", alpha=-1.0)
+    with pytest.raises(ParameterError, match="reduction"):
+        masked_ssim(torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16), reduction="sum")
+    with pytest.raises(ParameterError, match="at least"):
         masked_ssim(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8))

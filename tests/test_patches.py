@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from geochem_sr import schema
-from geochem_sr.channels import augment, channel_names, fit_normalisation, stack_inputs
 from geochem_sr.errors import DataError, GridError
-from geochem_sr.patches import (
+from geochem_sr.features import augment, channel_names, fit_normalisation, stack_inputs
+from geochem_sr.sampling import (
     ROLE_NONE,
     ROLE_TEST,
     ROLE_TRAIN,
@@ -225,7 +225,7 @@ def _stacked(ds):
     chans = channel_names("geochem+terrain", ELEMENTS)
     raw = stack_inputs(ds, chans)
     stats = fit_normalisation(raw)
-    from geochem_sr.channels import target_residual
+    from geochem_sr.features import target_residual
     return stack_inputs(ds, chans, stats), target_residual(ds)
 
 
@@ -353,3 +353,30 @@ def test_prepare_training_data_refuses_blocks_smaller_than_patches():
     with pytest.raises(DataError, match="patches"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prepare_training_data(ds, "geochem", splitter=BlockSplitter(8, seed=0), patch_size=32)
+
+
+def test_role_codes_are_defined_once_and_agree():
+    from geochem_sr.sampling import ROLE_CODES, ROLE_NAMES, blocks
+
+    assert ROLE_CODES == {"train": ROLE_TRAIN, "val": ROLE_VAL, "test": ROLE_TEST}
+    assert all(ROLE_NAMES[code] == name for name, code in ROLE_CODES.items())
+    assert ROLE_NAMES[ROLE_NONE] == "" and blocks.ROLE_CODES is ROLE_CODES
+    roles = BlockSplitter(16, seed=0).split(survey(64, 64))
+    assert roles.attrs["flag_meanings"].split() == ["none", *ROLE_CODES]
+
+
+def test_blocks_and_windows_import_without_torch():
+    """Dask workers computing applicability read the role codes: no torch for them; the
+    patch dataset and prepare_training_data load torch on first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from geochem_sr.sampling import ROLE_TRAIN, BlockSplitter, patch_index\n"
+            "assert 'torch' not in sys.modules\n"
+            "from geochem_sr.sampling import PatchDataset, prepare_training_data\n"
+            "assert 'torch' in sys.modules\n"
+            "import geochem_sr as gs\n"
+            "from geochem_sr.sampling import blocks\n"
+            "assert gs.BlockSplitter is blocks.BlockSplitter\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

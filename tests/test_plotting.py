@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import LogNorm, TwoSlopeNorm  # noqa: E402
 
 from geochem_sr import plotting, schema  # noqa: E402
+from geochem_sr.covariates.geology import unit_names  # noqa: E402
 from geochem_sr.errors import DataError, SchemaError  # noqa: E402
 
 CELL = 50.0
@@ -111,11 +112,11 @@ def test_lithology_legend_lists_unit_names_and_no_data():
 def test_unit_names_from_attrs():
     da = xr.DataArray(np.zeros((2, 2), "int16"), dims=("y", "x"),
                       attrs={"units_json": '["Quaternary alluvium", "granite"]'})
-    assert plotting.unit_names(da) == {0: "Quaternary alluvium", 1: "granite"}
+    assert unit_names(da) == {0: "Quaternary alluvium", 1: "granite"}
     da.attrs = {"units_json": {"granite": 3, "schist_2": 5}}
-    assert plotting.unit_names(da) == {3: "granite", 5: "schist_2"}
+    assert unit_names(da) == {3: "granite", 5: "schist_2"}
     da.attrs = {"flag_values": np.array([2, 7]), "flag_meanings": "Triassic_granite schist"}
-    assert plotting.unit_names(da) == {2: "Triassic granite", 7: "schist"}
+    assert unit_names(da) == {2: "Triassic granite", 7: "schist"}
 
 
 def test_hatch_outside_area_of_applicability():

@@ -1,4 +1,4 @@
-"""Covariates as the sparse survey sees them (geochem_sr.sparse_view) and the channels
+"""Covariates as the sparse survey sees them (geochem_sr.features.sparse_view) and the channels
 built on them."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import shapely
 import xarray as xr
 from conftest import make_survey
 
-from geochem_sr import channels, schema
+from geochem_sr import features, schema
 from geochem_sr.errors import DataError, ModelMismatchError, SchemaError
-from geochem_sr.sparse_view import add_lr_view, lr_view, site_counts
+from geochem_sr.features import add_lr_view, lr_view, site_counts
 
 
 def _with_sites(ds: xr.Dataset, step: int = 4) -> xr.Dataset:
@@ -51,10 +51,10 @@ def test_lr_view_dask_equals_numpy_and_is_lazy():
 
 def test_unseen_channel_is_covariate_minus_its_view():
     ds = add_lr_view(_with_sites(make_survey().rio.write_crs("EPSG:32650")), ["elevation"])
-    x = channels.stack_inputs(ds, ["unseen:elevation"])
+    x = features.stack_inputs(ds, ["unseen:elevation"])
     np.testing.assert_allclose(x.values[0], ds.elevation.values - ds.lr_view.values[0],
                                atol=1e-3)
-    assert channels.channel_names("geochem+terrain+unseen", ["As"])[-4:] == [
+    assert features.channel_names("geochem+terrain+unseen", ["As"])[-4:] == [
         "unseen:elevation", "unseen:slope", "unseen:aspect_sin", "unseen:aspect_cos"]
 
 
@@ -63,10 +63,10 @@ def test_missing_sites_view_or_covariate_are_named():
     with pytest.raises(SchemaError, match="lr_sites"):
         lr_view(ds, ["elevation"])
     with pytest.raises(SchemaError, match="lr_view"):
-        channels.stack_inputs(ds, ["unseen:elevation"])
+        features.stack_inputs(ds, ["unseen:elevation"])
     with_view = add_lr_view(_with_sites(ds), ["elevation"])
     with pytest.raises(SchemaError, match="lacks covariate 'slope'"):
-        channels.stack_inputs(with_view.assign(slope=ds.elevation * 0), ["unseen:slope"])
+        features.stack_inputs(with_view.assign(slope=ds.elevation * 0), ["unseen:slope"])
     no_sites = ds.assign({schema.LR_SITES: ((schema.Y, schema.X),
                                             np.zeros(ds.elevation.shape, np.int16))})
     with pytest.raises(DataError, match="sample sites"):
@@ -80,18 +80,18 @@ def test_unseen_aspect_turns_with_the_map():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4, 6, 6)).astype("float32")
     for k in range(8):
-        out, _ = channels.augment(x, None, k, names)
+        out, _ = features.augment(x, None, k, names)
         # the two vector pairs get the same rotation: equal input pairs stay equal
-        same, _ = channels.augment(np.concatenate([x[:2], x[:2]]), None, k, names)
+        same, _ = features.augment(np.concatenate([x[:2], x[:2]]), None, k, names)
         np.testing.assert_array_equal(same[:2], same[2:])
-        back, _ = channels.augment(out, None, channels.inverse_augmentation(k), names)
+        back, _ = features.augment(out, None, features.inverse_augmentation(k), names)
         np.testing.assert_allclose(back, x)
     with pytest.raises(SchemaError, match="both"):
-        channels.augment(x[:3], None, 1, names[:3])
+        features.augment(x[:3], None, 1, names[:3])
 
 
 def test_a_model_with_unseen_channels_names_what_the_dataset_lacks():
-    from geochem_sr.model_file import GeoSRModel
+    from geochem_sr.models import GeoSRModel
 
     ds = add_lr_view(_with_sites(make_survey().rio.write_crs("EPSG:32650")), ["elevation"])
     model = GeoSRModel(network_name="srcnn", network_config={}, state_dict={},
@@ -111,14 +111,14 @@ def test_auto_inputs_take_every_group_the_survey_provides():
     region = gs.synthetic_region(seed=0, size_km=(3, 3))
     full = gs.build_survey(region.samples_sparse, dem=region.dem, geology=region.geology,
                            faults=region.faults, method="idw")
-    assert schema.resolve_inputs("auto", full) == schema.FULL_INPUTS
-    assert len(channels.channel_names(schema.FULL_INPUTS, full.element.values)) == 32
+    assert features.resolve_inputs("auto", full) == schema.FULL_INPUTS
+    assert len(features.channel_names(schema.FULL_INPUTS, full.element.values)) == 32
     no_faults = full.drop_vars([schema.FAULT_DISTANCE])
-    assert schema.resolve_inputs("auto", no_faults) == "geochem+terrain+geology+contacts+unseen"
+    assert features.resolve_inputs("auto", no_faults) == "geochem+terrain+geology+contacts+unseen"
     stale = no_faults.drop_vars([schema.LR_VIEW, schema.COVARIATE]).assign(
         {schema.LR_VIEW: full[schema.LR_VIEW].isel(covariate=[0])})
-    assert schema.resolve_inputs("auto", stale) == "geochem+terrain+geology+contacts"
-    x = channels.stack_inputs(full, channels.channel_names(schema.FULL_INPUTS,
+    assert features.resolve_inputs("auto", stale) == "geochem+terrain+geology+contacts"
+    x = features.stack_inputs(full, features.channel_names(schema.FULL_INPUTS,
                                                            full.element.values))
     assert np.isfinite(x.values).mean() > 0.9
 
@@ -128,7 +128,7 @@ def test_unseen_aspect_channels_are_aspect_minus_its_view():
     rng = np.random.default_rng(1)
     ds["aspect"] = (("y", "x"), rng.uniform(0, 360, ds.elevation.shape).astype("float32"))
     ds = add_lr_view(ds, ["aspect_sin", "aspect_cos"])
-    x = channels.stack_inputs(ds, ["aspect_sin", "aspect_cos", "unseen:aspect_sin",
+    x = features.stack_inputs(ds, ["aspect_sin", "aspect_cos", "unseen:aspect_sin",
                                    "unseen:aspect_cos"]).values
     rad = np.deg2rad(ds.aspect.values)
     np.testing.assert_allclose(x[0], np.sin(rad), atol=1e-5)
@@ -138,7 +138,7 @@ def test_unseen_aspect_channels_are_aspect_minus_its_view():
 
 
 def test_add_lr_view_replaces_the_covariates_and_refuses_unseen_ones():
-    from geochem_sr.sparse_view import refresh_lr_view
+    from geochem_sr.features import refresh_lr_view
 
     ds = _with_sites(make_survey().rio.write_crs("EPSG:32650"))
     ds["slope"] = ds.elevation * 0 + 5.0

@@ -1,4 +1,4 @@
-"""Distances to faults and contacts (geochem_sr.structure) and reading fault maps."""
+"""Distances to faults and contacts (geochem_sr.covariates.structure) and reading fault maps."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import shapely
 import xarray as xr
 
 from geochem_sr import io, schema
+from geochem_sr.covariates.structure import DISTANCE_CAP, contact_distance, fault_distance
 from geochem_sr.errors import CRSError, InputFileError
-from geochem_sr.structure import DISTANCE_CAP, contact_distance, fault_distance
 
 
 def _grid(n: int = 12, cell: float = 50.0) -> xr.Dataset:

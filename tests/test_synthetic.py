@@ -1,4 +1,4 @@
-"""Tests of geochem_sr.synthetic: the embedded synthetic survey area."""
+"""Tests of geochem_sr.data.synthetic: the embedded synthetic survey area."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from geochem_sr import schema
+from geochem_sr.data import SyntheticRegion, synthetic_region
 from geochem_sr.errors import GeoSRError
-from geochem_sr.synthetic import SyntheticRegion, synthetic_region
 
 SMALL = {"size_km": (4.0, 4.0)}
 # regional medians of Pei et al. (2025), Table 3 (ppm; Au and Ag in ppb)

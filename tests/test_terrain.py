@@ -1,4 +1,4 @@
-"""Tests of geochem_sr.terrain: DEM onto the grid, slope and aspect via xarray-spatial."""
+"""Tests of geochem_sr.covariates.terrain: DEM onto the grid, slope and aspect (xarray-spatial)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import xarray as xr
 from pyproj import Transformer
 
 from geochem_sr import schema
+from geochem_sr.covariates.terrain import ASPECT_CONVENTION, add_terrain, terrain_from_dem
 from geochem_sr.errors import CRSError, GridError, SchemaError
-from geochem_sr.terrain import ASPECT_CONVENTION, add_terrain, terrain_from_dem
 
 CRS = "EPSG:32650"
 X0, Y0 = 500000.0, 4000000.0
@@ -197,3 +197,23 @@ def test_terrain_from_dem_on_an_ascending_grid_and_a_chunked_grid():
     lazy = terrain_from_dem(dem, chunked)
     assert isinstance(lazy.slope.data, da.Array)
     np.testing.assert_array_equal(lazy.slope.values, down.slope.values)
+
+
+def test_add_terrain_leaves_lr_view_to_the_caller_and_the_accessor_refreshes_it():
+    from geochem_sr.features import add_lr_view
+
+    ds = with_elevation(make_grid(), rough)
+    sites = np.zeros((ds.sizes["y"], ds.sizes["x"]), np.int16)
+    sites[1::4, 2::4] = 1
+    ds = add_terrain(ds.assign({schema.LR_SITES: (("y", "x"), sites)}))
+    ds = add_lr_view(ds, [schema.ELEVATION, schema.SLOPE])
+    raised = ds.assign(elevation=ds.elevation + 100)
+    stale = add_terrain(raised)  # covariates never reach up to features
+    xr.testing.assert_identical(stale[schema.LR_VIEW], ds[schema.LR_VIEW])
+    fresh = raised.geosr.add_terrain()
+    xr.testing.assert_identical(fresh[schema.SLOPE], stale[schema.SLOPE])
+    view, before = fresh[schema.LR_VIEW], ds[schema.LR_VIEW]
+    np.testing.assert_allclose(view.sel(covariate="elevation"),
+                               before.sel(covariate="elevation") + 100, rtol=1e-5)
+    np.testing.assert_allclose(view.sel(covariate="slope"), before.sel(covariate="slope"),
+                               rtol=1e-5)

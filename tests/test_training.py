@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -11,11 +13,11 @@ import xarray as xr
 from scipy import ndimage
 
 from geochem_sr import schema
-from geochem_sr.errors import DataError, ModelFileError, ModelMismatchError, SchemaError
-from geochem_sr.losses import get_loss
-from geochem_sr.model_file import GeoSRModel
-from geochem_sr.patches import BlockSplitter, prepare_training_data, windows_mask
-from geochem_sr.training import CHECKPOINT_FORMAT, predict_patches, train
+from geochem_sr.errors import DataError, ModelFileError, ModelMismatchError, ParameterError
+from geochem_sr.models import GeoSRModel
+from geochem_sr.sampling import BlockSplitter, prepare_training_data, windows_mask
+from geochem_sr.training import CHECKPOINT_FORMAT, TrainConfig, predict_patches, train
+from geochem_sr.training.losses import get_loss
 
 # one-epoch runs often do not beat "no change" yet, which train() says with a warning
 pytestmark = [pytest.mark.filterwarnings("ignore:validation. the best validation loss"),
@@ -24,8 +26,8 @@ pytestmark = [pytest.mark.filterwarnings("ignore:validation. the best validation
 INPUTS = "geochem+terrain+geology"
 TINY_SRCNN = {"features": 8, "kernel_sizes": (3, 1, 3)}
 # epochs-long runs on a few dozen 16x16 patches; lr 1e-2 so that a few epochs learn
-FAST = {"model": "srcnn", "inputs": INPUTS, "batch_size": 8, "lr": 1e-2, "loss": "mse",
-        "model_kwargs": TINY_SRCNN, "stride": 16, "progress": False}
+FAST = {"network": "srcnn", "inputs": INPUTS, "batch_size": 8, "learning_rate": 1e-2,
+        "loss": "mse", "network_kwargs": TINY_SRCNN, "stride": 16, "progress": False}
 
 
 def learnable_survey(n: int = 96, elements=("As", "Cu"), seed: int = 0,
@@ -134,10 +136,11 @@ def test_model_carries_what_applying_it_needs(survey, data):
     assert model.inputs == INPUTS and model.patch_size == 16
     assert set(model.history[0]) == {"epoch", "train_loss", "val_loss", "val_rmse", "lr",
                                      "seconds"}
-    assert model.extra["seed"] == 3 and model.extra["epochs_run"] == 1
-    assert model.extra["loss"] == "mse" and model.extra["batch_size"] == 8
-    assert model.extra["stride"] == 16
-    split = model.extra["split"]
+    record = model.training
+    assert record.seed == 3 and record.epochs_run == 1
+    assert record.loss == "mse" and record.batch_size == 8
+    assert record.stride == 16
+    split = record.split
     assert split["patches"] == {"train": len(data.train), "val": len(data.val),
                                 "test": len(data.test)}
     assert split["block_size_cells"] == [32, 32]
@@ -172,7 +175,7 @@ def test_early_stopping_after_patience(survey, data):
     stop = next(e for e in range(2, 7) if val[e - 1] >= min(val[: e - 1]))
     best = int(np.argmin(val[:stop])) + 1
     stopped = train(survey, epochs=6, patience=1, data=data, **FAST)
-    assert stopped.extra["epochs_run"] == stop < 6 and stopped.extra["stopped_early"]
+    assert stopped.training.epochs_run == stop < 6 and stopped.training.stopped_early
     assert stopped.validation["best_epoch"] == best
     assert _losses(stopped.history) == _losses(full.history[:stop])
     if best == full.validation["best_epoch"]:
@@ -227,7 +230,7 @@ def _kill_after(epoch: int):
     ("multilevel_unet", {"base_channels": 16}),           # the paper's net, channels_last
 ])
 def test_kill_and_resume_is_bit_identical(survey, data, tmp_path, network, kwargs):
-    kw = {**FAST, "model": network, "model_kwargs": kwargs, "loss": "mse+ssim",
+    kw = {**FAST, "network": network, "network_kwargs": kwargs, "loss": "mse+ssim",
           "epochs": 4, "patience": None, "data": data, "seed": 5}
     straight = train(survey, checkpoint=tmp_path / "a.ckpt", **kw)
     ckpt = tmp_path / "b.ckpt"
@@ -263,28 +266,44 @@ def test_checkpoint_of_another_setup_is_refused(survey, data, tmp_path):
     ckpt = tmp_path / "d.ckpt"
     train(survey, epochs=1, checkpoint=ckpt, data=data, **FAST)
     with pytest.raises(ModelMismatchError, match="lr"):
-        train(survey, epochs=2, checkpoint=ckpt, data=data, **{**FAST, "lr": 5e-3})
+        train(survey, epochs=2, checkpoint=ckpt, data=data, **{**FAST, "learning_rate": 5e-3})
     ckpt.write_bytes(ckpt.read_bytes()[:100])
     with pytest.raises(ModelFileError, match="cannot be read"):
         train(survey, epochs=2, checkpoint=ckpt, data=data, **FAST)
 
 
 # --------------------------------------------------------------------------- interface
-def test_progress_bar_shows_metrics(survey, data, capsys):
-    train(survey, epochs=1, data=data, **{**FAST, "progress": True})
-    err = capsys.readouterr().err
-    assert "val_rmse=" in err and "loss=" in err
-    train(survey, epochs=1, data=data, **FAST)
-    assert capsys.readouterr().err == ""
+def test_progress_bar_shows_metrics(survey, data, capsys, monkeypatch):
+    import tqdm.auto
+
+    class WideBar(tqdm.auto.tqdm):
+        """A bar as wide as its text: tqdm cuts the bar (postfix first) to the width of the
+        terminal, of ``TQDM_NCOLS``, or (older tqdm) of ``COLUMNS``, whatever runs pytest."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "ncols": 1000})
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", WideBar)
+    with warnings.catch_warnings():  # shown on stderr when pytest does not record them
+        warnings.simplefilter("ignore")
+        train(survey, epochs=1, data=data, **{**FAST, "progress": True})
+        err = capsys.readouterr().err
+        assert "val_rmse=" in err and "loss=" in err and "best=1" in err
+        train(survey, epochs=1, data=data, **FAST)
+        assert capsys.readouterr().err == ""
 
 
 def test_bad_arguments_are_refused(survey, data, splitter):
-    with pytest.raises(SchemaError, match="epochs"):
+    with pytest.raises(ParameterError, match="epochs"):
         train(survey, epochs=0, data=data, **FAST)
-    with pytest.raises(SchemaError, match="loss"):
+    with pytest.raises(ParameterError, match="loss"):
         train(survey, epochs=1, data=data, **{**FAST, "loss": "huber"})
-    with pytest.raises(SchemaError, match="model"):
-        train(survey, epochs=1, data=data, **{**FAST, "model": "resnet"})
+    with pytest.raises(ParameterError, match="network.*resnet"):
+        train(survey, epochs=1, data=data, **{**FAST, "network": "resnet"})
+    with pytest.raises(ParameterError, match="learning_rate"):
+        train(survey, epochs=1, data=data, **{**FAST, "learning_rate": 0.0})
+    with pytest.raises(TypeError, match="epoch_count"):
+        train(survey, epoch_count=1, data=data, **FAST)
     no_val = BlockSplitter(32, fractions=(0.8, 0.0, 0.2), seed=0)
     with pytest.raises(DataError, match="validation"):
         train(survey, epochs=1, splitter=no_val, patch_size=16, **FAST)
@@ -292,7 +311,7 @@ def test_bad_arguments_are_refused(survey, data, splitter):
 
 def test_warns_when_not_better_than_no_change(survey, data):
     with pytest.warns(UserWarning, match="does not improve on the sparse map"):
-        model = train(survey, epochs=1, data=data, **{**FAST, "lr": 1e-3})
+        model = train(survey, epochs=1, data=data, **{**FAST, "learning_rate": 1e-3})
     assert model.validation["val_loss"] >= model.validation["val_loss_zero"]
 
 
@@ -301,5 +320,52 @@ def test_predict_patches_shape_and_check(survey, data):
     x = torch.stack([data.val[i][0] for i in range(3)])
     out = predict_patches(model, x)
     assert out.shape == (3, 2, 16, 16) and out.dtype == torch.float32
-    with pytest.raises(SchemaError, match="channels"):
+    with pytest.raises(ParameterError, match="channels"):
         predict_patches(model, x[:, :4])
+
+
+# --------------------------------------------------------------------------- settings
+def test_config_holds_the_settings_and_checks_them():
+    config = TrainConfig(epochs=5, learning_rate=1e-3)
+    assert (config.epochs, config.learning_rate, config.batch_size) == (5, 1e-3, 32)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.epochs = 6  # type: ignore[misc]
+    assert TrainConfig.resolve(config, seed=4) == dataclasses.replace(config, seed=4)
+    assert TrainConfig.resolve(elements=["As"]).elements == ("As",)
+    bad = {"epochs": 0, "batch_size": 2.5, "patience": 0, "learning_rate": -1.0,
+           "lr_gamma": 1.5, "weight_decay": 1.0, "target_scale": "std", "ensemble": True,
+           "stride": 0, "seed": "0", "network_kwargs": ["base_channels"]}
+    for name, value in bad.items():
+        with pytest.raises(ParameterError, match=name):
+            TrainConfig(**{name: value})
+    with pytest.raises(TypeError, match="epoch_count"):
+        TrainConfig.resolve(epoch_count=3)
+
+
+def test_a_config_trains_as_its_keywords_do(survey, data):
+    settings = {k: v for k, v in FAST.items() if k not in ("network", "inputs")}
+    by_keywords = train(survey, epochs=1, data=data, **FAST)
+    config = TrainConfig(epochs=3, **settings)
+    by_config = train(survey, "srcnn", INPUTS, config=config, epochs=1, data=data)
+    assert _weights_equal(by_config.state_dict, by_keywords.state_dict)
+    assert _losses(by_config.history) == _losses(by_keywords.history)
+
+
+def test_earlier_keywords_still_work_with_a_warning(survey, data):
+    new = train(survey, epochs=1, data=data, **FAST)
+    old = {**{k: v for k, v in FAST.items() if k not in
+              ("network", "learning_rate", "network_kwargs")},
+           "model": "srcnn", "lr": FAST["learning_rate"], "model_kwargs": TINY_SRCNN}
+    with pytest.warns(DeprecationWarning) as caught:
+        earlier = train(survey, epochs=1, data=data, **old)
+    said = " ".join(str(w.message) for w in caught)
+    assert "network=" in said and "learning_rate=" in said and "network_kwargs=" in said
+    assert _weights_equal(earlier.state_dict, new.state_dict)
+    with pytest.raises(TypeError, match="lr= and learning_rate="), \
+            pytest.warns(DeprecationWarning):
+        train(survey, epochs=1, data=data, lr=1e-2, **FAST)
+
+
+def test_the_accessor_trains_a_network_by_name(survey, data):
+    model = survey.geosr.train(epochs=1, data=data, **FAST)
+    assert model.network_name == "srcnn" and model.training.epochs_run == 1

@@ -13,15 +13,14 @@ from scipy import ndimage
 
 from geochem_sr import schema
 from geochem_sr.errors import DataError, ModelMismatchError, SchemaError
-from geochem_sr.model_file import GeoSRModel
-from geochem_sr.patches import BlockSplitter
+from geochem_sr.inference import applicability, calibrated_std
+from geochem_sr.models import GeoSRModel
+from geochem_sr.sampling import BlockSplitter
 from geochem_sr.training import train
 from geochem_sr.trust import (
     COVERAGE_1STD,
     RolesSplitter,
-    applicability,
     calibrate,
-    calibrated_std,
     cross_validate,
     default_blocks,
     training_roles,
@@ -29,8 +28,8 @@ from geochem_sr.trust import (
 )
 
 N = 96  # cells per side of the test regions
-TINY = {"model_kwargs": {"features": 8}, "patch_size": 16, "stride": 8, "loss": "mse",
-        "lr": 3e-3}
+TINY = {"network_kwargs": {"features": 8}, "patch_size": 16, "stride": 8, "loss": "mse",
+        "learning_rate": 3e-3}
 
 
 def _field(rng: np.random.Generator, n: int, sigma: float) -> np.ndarray:
@@ -180,7 +179,7 @@ def test_calibrated_std_reproduces_the_measured_coverage(learnable_case) -> None
     """The public formula, applied to a whole-map prediction, gives the reported coverage."""
     import dask.array as dsa
 
-    from geochem_sr.channels import stack_inputs, target_residual
+    from geochem_sr.features import stack_inputs, target_residual
     from geochem_sr.inference import predict_array
 
     ds, model, cal = learnable_case
@@ -246,7 +245,8 @@ def test_trust_report_table(learnable_case) -> None:
 def test_cross_validated_gain_is_positive_for_a_learnable_residual() -> None:
     ds = make_case("learnable", seed=1)
     rep = cross_validate(ds, "srcnn", "geochem+terrain", folds=3, block_size=24, gap=2,
-                         epochs=10, seed=0, **{k: v for k, v in TINY.items() if k != "lr"})
+                         epochs=10, seed=0,
+                         **{k: v for k, v in TINY.items() if k != "learning_rate"})
     assert len(rep.per_fold) == 3 * 2
     assert set(rep.per_fold["fold"]) == {0, 1, 2}
     for el in ("As", "Cu"):

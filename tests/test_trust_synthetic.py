@@ -33,7 +33,8 @@ def cv_report():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return cross_validate(ds, "multilevel_unet", "auto", folds=3, seed=0, epochs=15,
-                              patience=5, lr=3e-4, model_kwargs={"base_channels": 8})
+                              patience=5, learning_rate=3e-4,
+                              network_kwargs={"base_channels": 8})
 
 
 def test_calibration_does_no_harm_on_held_out_folds(cv_report):

@@ -7,6 +7,7 @@
   on open).
 """
 
+from geochem_sr.io.files import write_file_atomically
 from geochem_sr.io.rasters import read_dem
 from geochem_sr.io.samples import CENSORING_POLICIES, parse_censored, read_samples
 from geochem_sr.io.stores import (
@@ -33,6 +34,7 @@ __all__ = [
     "write_survey",
     "open_survey",
     "write_store_atomically",
+    "write_file_atomically",
     "gis_attrs",
     "prepare_for_zarr",
     "decode_attrs",

@@ -32,7 +32,7 @@ def read_geology(
     """Read geological polygons with a unit-name column.
 
     Features with an empty geometry are kept here: rasterizing them
-    (:func:`geochem_sr.geology.rasterize_geology`) skips them with a warning, and repairs
+    (:func:`geochem_sr.covariates.rasterize_geology`) skips them with a warning, and repairs
     invalid polygons with a warning.
 
     Raises

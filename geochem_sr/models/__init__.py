@@ -1,4 +1,5 @@
-"""Networks of the paper's experiment: the multi-level U-Net and the SRCNN, VDSR, U-Net baselines.
+"""Networks of the paper's experiment (the multi-level U-Net and the SRCNN, VDSR, U-Net
+baselines) and the model file that stores a trained one (:class:`GeoSRModel`).
 
 >>> import geochem_sr as gs
 >>> net = gs.models.get_model("multilevel_unet", in_channels=18, out_channels=10)
@@ -13,6 +14,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from geochem_sr.models.records import (
+    CONTEXTS,
+    DEFAULT_CONTEXT,
+    PredictionSettings,
+    TrainingRecord,
+)
 from geochem_sr.models.registry import available_models, get_model, model_class
 
 __all__ = [
@@ -27,6 +34,13 @@ __all__ = [
     "ACTIVATIONS",
     "count_parameters",
     "count_flops",
+    "GeoSRModel",
+    "PredictionSettings",
+    "TrainingRecord",
+    "CONTEXTS",
+    "DEFAULT_CONTEXT",
+    "check_model",
+    "read_payload",
 ]
 
 _LAZY = {
@@ -38,6 +52,9 @@ _LAZY = {
     "ACTIVATIONS": "geochem_sr.models.layers",
     "count_parameters": "geochem_sr.models.layers",
     "count_flops": "geochem_sr.models.layers",
+    "GeoSRModel": "geochem_sr.models.model_file",
+    "check_model": "geochem_sr.models.checks",
+    "read_payload": "geochem_sr.models.payload",
 }
 
 

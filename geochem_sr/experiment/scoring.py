@@ -1,0 +1,69 @@
+"""Maps on the survey grid and their scores against the dense map and the noise-free truth.
+
+Every row of the experiment, network or baseline, is a concentration map ``(element, y,
+x)`` named ``hr_pred`` (:func:`as_prediction`), scored by :func:`score_map` on the same
+test windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from geochem_sr import schema
+from geochem_sr.metrics import COLUMNS, evaluate, table_row
+
+__all__ = ["grid_of", "as_prediction", "truth_on_grid", "score_map"]
+
+
+def grid_of(ds: xr.Dataset) -> xr.Dataset:
+    """The bare grid of a survey dataset: x, y and CRS."""
+    grid = xr.Dataset(coords={schema.Y: ds[schema.Y], schema.X: ds[schema.X]})
+    if schema.SPATIAL_REF in ds.coords:
+        grid = grid.assign_coords({schema.SPATIAL_REF: ds[schema.SPATIAL_REF]})
+    return grid
+
+
+def as_prediction(conc: xr.DataArray, ds: xr.Dataset, elements: Sequence[str]) -> xr.DataArray:
+    """A concentration map (element, y, x) on the grid of ``ds``, named ``hr_pred``."""
+    da = conc.sel({schema.ELEMENT: list(elements)}).transpose(schema.ELEMENT, schema.Y, schema.X)
+    out = xr.DataArray(
+        np.asarray(da.values, dtype=np.float32), dims=(schema.ELEMENT, schema.Y, schema.X),
+        coords={schema.ELEMENT: list(elements), schema.Y: ds[schema.Y], schema.X: ds[schema.X]},
+        name=schema.HR_PRED,
+    )
+    if schema.ELEMENT_UNITS in ds.coords:
+        out = out.assign_coords({schema.ELEMENT_UNITS: ds[schema.ELEMENT_UNITS].sel(
+            {schema.ELEMENT: list(elements)})})
+    return out
+
+
+def truth_on_grid(region: Any, ds: xr.Dataset) -> xr.DataArray:
+    """The noise-free truth on the survey grid (nearest cell centre; NaN off its extent)."""
+    truth = region.truth
+    half = 0.25 * float(region.cell_size)  # both grids snap to multiples of the cell
+    out = truth.reindex({schema.X: ds[schema.X].values, schema.Y: ds[schema.Y].values},
+                        method="nearest", tolerance=half)
+    out = out.assign_coords({schema.X: ds[schema.X], schema.Y: ds[schema.Y]})
+    return out.rename(schema.HR)
+
+
+def score_map(ds: xr.Dataset, truth: xr.DataArray, pred: xr.DataArray,
+              windows: Sequence[Any]) -> dict[str, Any]:
+    """Scores against the dense map (and RMSE against the truth) on the test windows.
+
+    Returns ``{"scores": averages over the elements, "per_element": element -> scores}``.
+    """
+    df = evaluate(ds, pred, windows=windows)
+    t = evaluate(truth.to_dataset(), pred, windows=windows)
+    per_element = {
+        str(el): {c: float(df.loc[el, c]) for c in COLUMNS} | {
+            "truth_rmse_log10": float(t.loc[el, "rmse_log10"])}
+        for el in df.index if el != "mean"
+    }
+    mean = table_row(df)
+    mean["truth_rmse_log10"] = float(t.drop(index="mean")["rmse_log10"].mean())
+    return {"scores": mean, "per_element": per_element}

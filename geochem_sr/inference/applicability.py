@@ -1,0 +1,128 @@
+"""A model's area of applicability applied to new cells: the dissimilarity index of Meyer &
+Pebesma (2021) and the inside/outside flag (the reference is fitted by
+:mod:`geochem_sr.trust`)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import xarray as xr
+
+from geochem_sr import schema
+from geochem_sr.errors import ModelMismatchError
+from geochem_sr.features import stack_inputs
+from geochem_sr.inference.inputs import prepare_inputs
+from geochem_sr.models import GeoSRModel
+
+__all__ = ["applicability"]
+
+
+def _dissimilarity_block(feats: np.ndarray, ref: np.ndarray, mean_d: float) -> np.ndarray:
+    """Dissimilarity index of the cells of one block ``(C, h, w)`` -> ``(h, w)`` float32."""
+    from scipy.spatial import cKDTree
+
+    c, h, w = feats.shape
+    x = np.asarray(feats, np.float64).reshape(c, -1).T
+    ok = np.isfinite(x).all(axis=1)
+    out = np.full(h * w, np.nan, np.float64)
+    if ok.any():
+        d, _ = cKDTree(ref).query(x[ok], k=1)
+        out[ok] = d / mean_d
+    return out.reshape(h, w).astype(np.float32)
+
+
+def applicability(ds: xr.Dataset, model: GeoSRModel) -> xr.Dataset:
+    """Dissimilarity index and area-of-applicability flag of every cell.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A survey dataset with the model's input variables (numpy or dask backed; on dask
+        the result is lazy, one nearest-neighbour search per chunk, equal to numpy).
+    model : GeoSRModel
+        A calibrated model (:func:`geochem_sr.trust.calibrate` fills ``model.aoa``).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``dissimilarity`` (y, x) float32: distance in normalised input space to the nearest
+        training reference cell over the mean distance between reference cells (NaN where
+        an input is missing); ``aoa`` (y, x) bool: True inside the area of applicability —
+        dissimilarity at most the threshold, every input present, and the lithology unit
+        seen in training (when ``ds`` has ``lithology``). Grid, coords and CRS of ``ds``.
+
+    Raises
+    ------
+    ModelMismatchError
+        The model has no AOA reference, or does not fit the dataset.
+    """
+    import dask.array as dsa
+
+    if not isinstance(model, GeoSRModel):
+        raise ModelMismatchError(f"model: expected a GeoSRModel, found {type(model).__name__}")
+    aoa = model.aoa or {}
+    if "reference" not in aoa or "threshold" not in aoa:
+        raise ModelMismatchError(
+            "model: expected an area-of-applicability reference in model.aoa, found none; "
+            "run geochem_sr.trust.calibrate(ds, model) first"
+        )
+    if list(aoa.get("channels", model.channels)) != list(model.channels):
+        raise ModelMismatchError(
+            f"model.aoa: built for channels {aoa.get('channels')}, the model has "
+            f"{model.channels}"
+        )
+    ds = prepare_inputs(ds, model)
+    ref = np.asarray(aoa["reference"], np.float64)
+    mean_d = float(aoa["mean_distance"])
+    thr = np.float32(aoa["threshold"])
+    feats = stack_inputs(ds, model.channels, model.norm_stats)
+    data = feats.data
+    if isinstance(data, dsa.Array):
+        data = data.rechunk({0: -1})
+        di = dsa.map_blocks(_dissimilarity_block, data, ref=ref, mean_d=mean_d, drop_axis=0,
+                            dtype=np.float32, meta=np.empty((0, 0), np.float32))
+    else:
+        di = _dissimilarity_block(np.asarray(data), ref, mean_d)
+    coords = {k: v for k, v in feats.coords.items() if k != "channel"}
+    dissim = xr.DataArray(di, dims=(schema.Y, schema.X), coords=coords,
+                          name=schema.DISSIMILARITY)
+    flag = dissim.notnull() & (dissim <= thr)
+    lith_note = "not checked (no lithology in the dataset)"
+    if schema.LITHOLOGY in ds.data_vars:
+        from geochem_sr.features.geology import legend_codes, unit_labels
+
+        lith = ds[schema.LITHOLOGY]
+        seen = set(aoa.get("lithology_seen", []))
+        candidates = legend_codes(lith)
+        labels = unit_labels(lith, candidates)
+        ok_codes = [c for c, label in zip(candidates, labels, strict=True) if label in seen]
+        flag = flag & lith.isin(ok_codes)
+        unseen = sorted(set(labels) - seen)
+        lith_note = f"units not seen in training are outside (known unseen units: {unseen})"
+        if seen and not ok_codes:
+            warnings.warn("applicability: none of the training lithology units is in this "
+                          "dataset's legend; every cell is outside the area of applicability",
+                          UserWarning, stacklevel=2)
+    dissim.attrs = {
+        "long_name": "dissimilarity index (Meyer & Pebesma 2021)",
+        "units": "1",
+        "threshold": float(thr),
+        "description": ("distance in normalised input space to the nearest training "
+                        "reference cell / mean distance between reference cells"),
+    }
+    flag = flag.rename(schema.AOA)
+    flag.attrs = {
+        "long_name": "inside the area of applicability",
+        "description": ("True where the dissimilarity index is at most the threshold "
+                        f"({float(thr):.4g}), every input is present, and the lithology "
+                        "was seen in training"),
+        "lithology": lith_note,
+    }
+    out = xr.Dataset({schema.DISSIMILARITY: dissim, schema.AOA: flag})
+    out.attrs = {"geochem_sr_aoa_threshold": float(thr),
+                 "geochem_sr_aoa_method": aoa.get("method", "")}
+    crs = ds.rio.crs if schema.SPATIAL_REF in ds.coords else None
+    if crs is not None:
+        out = out.rio.write_crs(crs)
+    return out

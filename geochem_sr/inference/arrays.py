@@ -1,0 +1,120 @@
+"""A region held in memory predicted tile by tile, without seams: :func:`predict_array`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from geochem_sr.errors import SchemaError
+from geochem_sr.inference.calibration import calibrate_spread
+from geochem_sr.inference.geometry import bounds, chunk_sizes, resolve_tiling
+from geochem_sr.inference.network import device_of
+from geochem_sr.inference.windows import Mosaic, axis_weights, end_pad, predict_windows
+from geochem_sr.models import GeoSRModel
+
+__all__ = ["predict_array"]
+
+
+def predict_array(
+    model: GeoSRModel,
+    inputs: np.ndarray,
+    *,
+    tile: int = 512,
+    halo: int | None = None,
+    blend: int | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    tta: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predict the residual of a region held in memory, tile by tile, without seams.
+
+    Parameters
+    ----------
+    model : GeoSRModel
+        The trained model.
+    inputs : numpy.ndarray
+        ``(C, H, W)`` normalised input channels in ``model.channels`` order
+        (:func:`geochem_sr.features.stack_inputs` with ``model.norm_stats``), NaN where an
+        input is missing. Any size: regions smaller than one tile, or not a multiple of
+        anything, are predicted whole.
+    tile : int, default 512
+        Core size of the windows the network is run on (rounded up to a multiple of the
+        network's ``size_multiple``, and to at least ``halo``).
+    halo : int, optional
+        Context cells around each core; default :func:`~geochem_sr.inference.default_halo` (exact).
+    blend : int, optional
+        Half-width of the cross-fade zone at each seam (``docs/notes/inference.md``); default
+        ``halo - reach`` (exact), or ``halo // 2`` when ``halo`` is below the reach.
+    batch_size : int, optional
+        Windows per forward; default as many as fit in ``MAX_BATCH_CELLS`` cells.
+    device : str, optional
+        Torch device; default CUDA when available, else CPU.
+    tta : bool, default False
+        Test-time augmentation: predict the 8 rotations/mirrors of every window (the
+        aspect vector turned with the map) and return their mean as the residual and their
+        standard deviation (ddof 0) as the spread.
+
+    Returns
+    -------
+    residual : numpy.ndarray
+        ``(E, H, W)`` float32, ``log10(hr) - log10(lr)`` as the network predicts it (no
+        shrinkage applied), NaN where any input channel is NaN.
+    std : numpy.ndarray or None
+        With ``tta``: ``(E, H, W)`` float32, the spread of the network's prediction under
+        the symmetries of the map. For elements with a ``model.std_scale`` (calibrated on
+        held-out blocks by :mod:`geochem_sr.trust`) it is ``std_scale * max(spread,
+        std_floor)``, a predictive standard deviation; for the others the raw spread, the
+        sensitivity of the prediction to the orientation of the map and not a full
+        predictive uncertainty. ``None`` without ``tta``.
+
+    Raises
+    ------
+    SchemaError
+        ``inputs`` is not ``(C, H, W)`` with the model's channel count, or a tiling
+        argument is invalid.
+
+    Notes
+    -----
+    With the default ``halo`` the result equals one whole-region prediction (``tile`` at
+    least the region size) to float tolerance everywhere, including the outer border
+    (both pad the region by reflection, ``docs/notes/inference.md``).
+    """
+    x = np.asarray(inputs, dtype=np.float32)
+    if x.ndim != 3 or x.shape[0] != len(model.channels):
+        raise SchemaError(
+            f"inputs: expected an array (channel, y, x) with {len(model.channels)} channels "
+            f"({model.channels}), found shape {x.shape}"
+        )
+    if x.shape[1] == 0 or x.shape[2] == 0:
+        raise SchemaError(f"inputs: expected a non-empty region, found shape {x.shape}")
+    geom, tile, halo, blend = resolve_tiling(model, tile, halo, blend)
+    dev = device_of(device)
+    digest = model.digest
+    _, ny, nx = x.shape
+    mask = np.isnan(x).any(axis=0)
+    xp = np.pad(x, ((0, 0), (halo, halo), (halo, halo)), mode="reflect")
+    xp = np.where(np.isnan(xp), np.float32(0), xp).astype(np.float32)
+    yb = bounds(chunk_sizes(ny, tile, halo))
+    xb = bounds(chunk_sizes(nx, tile, halo))
+    wy, wx = axis_weights(yb, blend), axis_weights(xb, blend)
+    windows, where = [], []
+    for (ys, ye), (y0, y1, ay) in zip(yb, wy, strict=True):
+        for (xs, xe), (x0, x1, ax) in zip(xb, wx, strict=True):
+            # window = cells [s - halo, e + halo) of the region = [s, e + 2 halo) of xp
+            windows.append(end_pad(xp[:, ys:ye + 2 * halo, xs:xe + 2 * halo],
+                                   geom.size_multiple))
+            where.append((ys, xs, y0, y1, x0, x1, np.outer(ay, ax)))
+    mosaic = Mosaic(len(model.elements), (ny, nx), tta)
+    for i, res, spread in predict_windows(model, digest, windows, tta=tta, device=dev,
+                                          batch_size=batch_size):
+        ys, xs, y0, y1, x0, x1, w = where[i]
+        # local offset of region cell r in window i is r - (s - halo)
+        loc = (slice(None), slice(y0 - ys + halo, y1 - ys + halo),
+               slice(x0 - xs + halo, x1 - xs + halo))
+        mosaic.add(slice(y0, y1), slice(x0, x1), w, res[loc],
+                   None if spread is None else spread[loc])
+    residual, std = mosaic.result()
+    residual[:, mask] = np.nan
+    if std is not None:
+        std = calibrate_spread(std, model)
+        std[:, mask] = np.nan
+    return residual, std

@@ -1,0 +1,188 @@
+"""How a region is cut into tiles: the network's size multiple and reach, the inference
+context (patch-size sub-windows or whole windows), tile and halo sizes, tile bounds.
+
+The rules are explained in ``docs/notes/inference.md`` ("How a region is cut into tiles").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from geochem_sr.errors import SchemaError
+from geochem_sr.models import CONTEXTS, DEFAULT_CONTEXT, GeoSRModel
+
+__all__ = [
+    "Geometry",
+    "geometry",
+    "round_up",
+    "patch_context",
+    "alignment",
+    "default_halo",
+    "resolve_tiling",
+    "chunk_sizes",
+    "bounds",
+    "tile_bounds",
+]
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """What tiling needs to know about a network."""
+
+    size_multiple: int
+    receptive_field: int
+
+    @property
+    def reach(self) -> int:
+        """How far (cells) an output cell can see on one side."""
+        return max(0, (int(self.receptive_field) - 1) // 2)
+
+
+_GEOMETRY: dict[str, Geometry] = {}
+
+
+def round_up(n: int, m: int) -> int:
+    """``n`` rounded up to a multiple of ``m``."""
+    return -(-int(n) // int(m)) * int(m)
+
+
+def geometry(model: GeoSRModel) -> Geometry:
+    """Size multiple and receptive field of the model's network (built once, no weights)."""
+    key = json.dumps([model.network_name, model.network_config], sort_keys=True, default=str)
+    geom = _GEOMETRY.get(key)
+    if geom is None:
+        from geochem_sr.models import get_model, model_class
+
+        src: Any = model_class(model.network_name)  # class attributes when they are plain
+        sm, rf = getattr(src, "size_multiple", 1), getattr(src, "receptive_field", 64)
+        if not (isinstance(sm, int) and isinstance(rf, int)):  # properties of the config
+            src = get_model(model.network_name, **model.network_config)
+            sm, rf = getattr(src, "size_multiple", 1), getattr(src, "receptive_field", 64)
+        geom = Geometry(int(sm or 1), int(rf))
+        _GEOMETRY[key] = geom
+    return geom
+
+
+def patch_context(model: GeoSRModel) -> tuple[int, int] | None:
+    """(patch size, stride) of patch-context prediction, or None to predict whole windows."""
+    context = model.prediction.context or DEFAULT_CONTEXT
+    if context not in CONTEXTS:
+        raise SchemaError(f"model.prediction.context: expected one of {CONTEXTS}, found "
+                          f"{context!r}")
+    p = int(model.patch_size or 0)
+    m = geometry(model).size_multiple
+    if context == "tile" or p < 2 or p % m != 0 or (p // 2) % m != 0:
+        return None
+    return p, p // 2
+
+
+def alignment(model: GeoSRModel) -> tuple[int, int]:
+    """(multiple that tiles and halos are rounded to, reach of an output cell)."""
+    g = geometry(model)
+    ctx = patch_context(model)
+    if ctx is None:
+        return g.size_multiple, g.reach
+    p, step = ctx  # a cell's value depends on the sub-windows covering it: p cells away
+    return math.lcm(g.size_multiple, step), p
+
+
+def default_halo(model: GeoSRModel) -> int:
+    """The smallest exact halo: the network's reach rounded up to its size multiple.
+
+    Parameters
+    ----------
+    model : GeoSRModel
+
+    Returns
+    -------
+    int
+        Cells added on each side of a tile: with the default patch context the patch
+        size rounded up to the sub-window lattice (32 for 32-cell patches); with
+        ``model.prediction.context = "tile"`` the network's reach rounded up to its size
+        multiple (80 for the multi-level U-Net: receptive field 157, size multiple 16).
+    """
+    m, reach = alignment(model)
+    return round_up(reach, m)
+
+
+def resolve_tiling(
+    model: GeoSRModel, tile: int, halo: int | None, blend: int | None
+) -> tuple[Geometry, int, int, int]:
+    """Check and align tile, halo, blend; warn when the halo is below the reach."""
+    g = geometry(model)
+    m, reach = alignment(model)
+    if isinstance(tile, bool) or not isinstance(tile, int | np.integer) or tile < 1:
+        raise SchemaError(f"tile: expected a positive number of cells, found {tile!r}")
+    if halo is None:
+        halo = default_halo(model)
+    if isinstance(halo, bool) or not isinstance(halo, int | np.integer) or halo < 0:
+        raise SchemaError(f"halo: expected a number of cells >= 0, found {halo!r}")
+    halo = round_up(halo, m)
+    tile = max(round_up(tile, m), halo, m)
+    if halo < reach:
+        warnings.warn(
+            f"halo: {halo} cells is below the network's reach ({reach} cells: the patch "
+            f"size in patch context, else half the receptive field {g.receptive_field}); "
+            "tiles see less context than a whole-region "
+            "prediction, so values near tile seams are approximations (blended in "
+            "predict_array, cut at chunk seams in super_resolve/predict_to_zarr)",
+            UserWarning,
+            stacklevel=3,
+        )
+    if blend is None:
+        blend = halo - reach if halo >= reach else halo // 2
+    if isinstance(blend, bool) or not isinstance(blend, int | np.integer) or blend < 0:
+        raise SchemaError(f"blend: expected a number of cells >= 0, found {blend!r}")
+    blend = min(int(blend), halo, tile // 2)
+    return g, int(tile), int(halo), int(blend)
+
+
+def chunk_sizes(n: int, tile: int, halo: int) -> tuple[int, ...]:
+    """Core sizes along one axis: ``tile`` each, the remainder last (merged if < halo)."""
+    sizes = [tile] * (n // tile)
+    rest = n - tile * len(sizes)
+    if rest:
+        if sizes and rest < max(halo, 1):
+            sizes[-1] += rest
+        else:
+            sizes.append(rest)
+    return tuple(sizes) or (n,)
+
+
+def bounds(sizes: Sequence[int]) -> list[tuple[int, int]]:
+    """``(start, stop)`` of consecutive intervals of the given sizes, from 0."""
+    edges = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def tile_bounds(
+    shape: tuple[int, int], model: GeoSRModel, tile: int = 512, halo: int | None = None
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The tile cores a region of ``shape`` (ny, nx) is cut into.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Cells along y and x.
+    model : GeoSRModel
+    tile, halo : int
+        As in :func:`~geochem_sr.inference.super_resolve` (aligned the same way).
+
+    Returns
+    -------
+    (list of (start, stop), list of (start, stop))
+        Core intervals along y and along x; every tile is one pair of them. They are also
+        the Dask chunks of :func:`~geochem_sr.inference.super_resolve` and the units of
+        work of :func:`~geochem_sr.inference.predict_to_zarr`.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        _, tile, halo, _ = resolve_tiling(model, tile, halo, None)
+    return (bounds(chunk_sizes(int(shape[0]), tile, halo)),
+            bounds(chunk_sizes(int(shape[1]), tile, halo)))

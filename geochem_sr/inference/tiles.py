@@ -1,0 +1,313 @@
+"""A survey Zarr store super-resolved into a prediction Zarr store, tile by tile, locally
+or on a ``dask.distributed`` cluster, resumable after a crash (:func:`predict_to_zarr`)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from geochem_sr import schema
+from geochem_sr.errors import GeoSRError, SchemaError
+from geochem_sr.features import stack_inputs, variables_of
+from geochem_sr.inference.calibration import apply_residual, shrink_factors
+from geochem_sr.inference.geometry import bounds, geometry
+from geochem_sr.inference.inputs import needs_embedding, prepare_inputs, sparse_map
+from geochem_sr.inference.lazy import ATTR_PREFIX, super_resolve
+from geochem_sr.inference.network import device_of
+from geochem_sr.inference.stores import (
+    LEDGER_DIR,
+    TileJob,
+    done_tiles,
+    fingerprint,
+    finish,
+    mark_done,
+    start_or_resume,
+    write_applicability,
+)
+from geochem_sr.inference.windows import predict_block
+from geochem_sr.models import GeoSRModel
+
+__all__ = ["predict_to_zarr"]
+
+_INPUTS: OrderedDict[tuple, xr.Dataset] = OrderedDict()
+_INPUTS_LOCK = threading.Lock()
+
+
+def _read_window(ds: xr.Dataset, model: GeoSRModel, job: TileJob, i: int, j: int,
+                 scheduler: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """Load one tile's extended window (only the variables the channels use), stack it."""
+    (ys, ye), (xs, xe) = job.y_bounds[i], job.x_bounds[j]
+    ny, nx = len(job.y_bounds), len(job.x_bounds)
+    h = job.halo
+    pads = (h if i == 0 else 0, h if i == ny - 1 else 0, h if j == 0 else 0,
+            h if j == nx - 1 else 0)
+    y0, x0 = ys - (h - pads[0]), xs - (h - pads[2])
+    needed = sorted(set(variables_of(model.channels)) | {schema.LR})
+    win = ds[needed].isel({schema.Y: slice(y0, ye + (h - pads[1])),
+                           schema.X: slice(x0, xe + (h - pads[3]))})
+    win = win.compute(scheduler=scheduler)  # numpy from here on
+    x = stack_inputs(win, model.channels, model.norm_stats).values
+    lr = sparse_map(win, model).values[:, ys - y0:ye - y0, xs - x0:xe - x0]
+    return x.astype(np.float32, copy=False), lr.astype(np.float32, copy=False), pads
+
+
+def _open_input(job: TileJob, model: GeoSRModel) -> xr.Dataset:
+    """The prepared input dataset, opened once per process and input version.
+
+    Opened without Dask (lazily indexed arrays: a window read touches only its chunks and
+    builds no graph), unless the geology embedding has to be computed from lithology, which
+    stays lazy on Dask.
+    """
+    import geochem_sr.io as gio
+
+    meta = Path(job.in_path) / ".zmetadata"
+    stamp = meta.stat().st_mtime_ns if meta.is_file() else None
+    key = (job.in_path, stamp, job.digest, job.reembed)
+    with _INPUTS_LOCK:
+        ds = _INPUTS.get(key)
+    if ds is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ds = gio.decode_attrs(xr.open_zarr(job.in_path, chunks=None, decode_coords="all"))
+        if needs_embedding(ds, model, job.reembed):
+            ds = gio.open_survey(job.in_path)
+        ds = prepare_inputs(ds, model, job.reembed)
+        with _INPUTS_LOCK:
+            _INPUTS[key] = ds
+            while len(_INPUTS) > 2:
+                _INPUTS.popitem(last=False)
+    return ds
+
+
+def _load_tile(job: TileJob, model: GeoSRModel, i: int, j: int, scheduler: str) -> tuple:
+    """Read and stack the inputs of tile (i, j)."""
+    return _read_window(_open_input(job, model), model, job, i, j, scheduler)
+
+
+def _compute_tile(job: TileJob, model: GeoSRModel, loaded: tuple) -> dict[str, np.ndarray]:
+    """Network, mask, shrinkage, concentrations: the arrays of one tile."""
+    x_ext, lr, pads = loaded
+    res, spread = predict_block(x_ext, pads, model, job.digest, halo=job.halo,
+                                size_multiple=job.size_multiple, tta=job.tta,
+                                device=device_of(job.device), batch_size=job.batch_size)
+    with np.errstate(over="ignore", invalid="ignore"):
+        hr, applied = apply_residual(lr, res, shrink_factors(model))
+    data = {schema.HR_PRED: hr, schema.RESIDUAL_PRED: applied}
+    if spread is not None:
+        data[schema.HR_PRED_STD] = spread
+    return data
+
+
+def _store_tile(job: TileJob, i: int, j: int, data: dict[str, np.ndarray]) -> tuple[int, int]:
+    """Write one tile into its chunk-aligned region of the template, then record it.
+
+    Written with zarr's array assignment into the arrays the template laid out (what
+    ``to_zarr(region=...)`` does, without re-opening and checking the whole store per
+    tile: about 1 s per tile here against 0.1 s).
+    """
+    import zarr
+
+    (ys, ye), (xs, xe) = job.y_bounds[i], job.x_bounds[j]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=f".*{LEDGER_DIR}")
+        group = zarr.open_group(job.out_path, mode="r+", zarr_format=2)
+        for name, values in data.items():
+            group[name][:, ys:ye, xs:xe] = values
+    mark_done(Path(job.out_path), i, j)
+    return i, j
+
+
+def _run_tile(job: TileJob, model: GeoSRModel, i: int, j: int, scheduler: str = "sync") -> tuple:
+    """Compute one tile from the input store, write it into its region, record it."""
+    return _store_tile(job, i, j, _compute_tile(job, model,
+                                                _load_tile(job, model, i, j, scheduler)))
+
+
+def _run_local(job: TileJob, model: GeoSRModel, todo: list[tuple[int, int]], n_total: int,
+               progress: bool) -> None:
+    """Tiles in order; the next tile is read and the previous one written in background
+    threads while the network runs on the current one (at most 2 tiles in memory each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    if not todo:
+        return
+    with tqdm(total=n_total, initial=n_total - len(todo), unit="tile", disable=not progress,
+              desc="super-resolve") as bar, \
+            ThreadPoolExecutor(1, thread_name_prefix="geosr-read") as reader, \
+            ThreadPoolExecutor(1, thread_name_prefix="geosr-write") as writer:
+        pending = reader.submit(_load_tile, job, model, *todo[0], "sync")
+        written = None
+        for k, (i, j) in enumerate(todo):
+            loaded = pending.result()
+            if k + 1 < len(todo):
+                pending = reader.submit(_load_tile, job, model, *todo[k + 1], "sync")
+            data = _compute_tile(job, model, loaded)
+            del loaded
+            if written is not None:
+                written.result()  # errors surface here; tiles are recorded in order
+                bar.update(1)
+            written = writer.submit(_store_tile, job, i, j, data)
+            del data
+        written.result()
+        bar.update(1)
+
+
+def _run_distributed(job: TileJob, model: GeoSRModel, todo: list[tuple[int, int]],
+                     scheduler: Any, workers: int | None, progress: bool) -> None:
+    """Every tile a future on a ``dask.distributed`` cluster (the given scheduler or client,
+    or a new ``LocalCluster`` of ``workers`` processes); the model is scattered once."""
+    from distributed import Client, LocalCluster, as_completed
+    from distributed import progress as dask_progress
+
+    cluster = None
+    own_client = True
+    if isinstance(scheduler, Client):
+        client, own_client = scheduler, False
+    elif scheduler is not None:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True)
+        client = Client(cluster)
+    try:
+        if progress:
+            print(f"geochem_sr: {len(todo)} tiles on {client}; dashboard: "
+                  f"{client.dashboard_link}", flush=True)
+        model_future = client.scatter(model, broadcast=True, hash=False)
+        run = uuid.uuid4().hex[:8]
+        futures = [
+            client.submit(_run_tile, job, model_future, i, j, "sync", pure=False,
+                          key=f"geosr-tile-{job.digest[:8]}-{run}-{i}-{j}")
+            for i, j in todo
+        ]
+        if progress and futures:
+            dask_progress(futures)
+        for fut in as_completed(futures):
+            fut.result()
+    finally:
+        if own_client:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def predict_to_zarr(
+    in_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    model: GeoSRModel | str | os.PathLike,
+    *,
+    tile: int = 512,
+    halo: int | None = None,
+    scheduler: Any = None,
+    workers: int | None = None,
+    uncertainty: bool = True,
+    progress: bool = True,
+    overwrite: bool = False,
+    device: str | None = None,
+    batch_size: int | None = None,
+    reembed: bool = False,
+) -> Path:
+    """Super-resolve a survey Zarr store into a prediction Zarr store, tile by tile.
+
+    The output is laid out first (a template: coordinates, CRS, GIS attributes, provenance
+    and the :data:`geochem_sr.schema.ATTR_INCOMPLETE` marker, so that
+    :func:`geochem_sr.open_survey` refuses it while it is being written). Then every tile
+    is computed from its window of the input, written into its own chunk-aligned region
+    (``to_zarr(region=...)``) and recorded by a marker file in ``<out>/.geochem_sr_tiles``
+    written after its data. A run that is killed resumes when the same command is run
+    again: only the tiles without a marker are computed, and the final store is identical
+    to the one an uninterrupted run writes. When every tile is there, the marker attribute
+    is removed and the ledger deleted.
+
+    Parameters
+    ----------
+    in_path : path
+        Input survey store (:func:`geochem_sr.write_survey`).
+    out_path : path
+        Output store (Zarr format 2, which GDAL reads; chunks ``tile`` along y/x).
+    model : GeoSRModel or path
+        The model or its file.
+    tile, halo, uncertainty, device, batch_size, reembed
+        As in :func:`super_resolve`.
+    scheduler : str or distributed.Client, optional
+        A ``dask.distributed`` scheduler address or client: tiles run as futures on its
+        workers, each writing its own region (the output path must be on a filesystem the
+        workers share). The model is scattered to every worker once.
+    workers : int, optional
+        Start a ``LocalCluster(n_workers=workers, threads_per_worker=1)`` for this run.
+    progress : bool, default True
+        A tqdm bar for local runs; the dashboard link and ``distributed.progress`` for
+        cluster runs.
+    overwrite : bool, default False
+        Replace an existing store at ``out_path`` instead of resuming it.
+
+    Returns
+    -------
+    pathlib.Path
+        The finished store.
+
+    Raises
+    ------
+    ModelMismatchError
+        The model does not fit the input, or ``out_path`` was started by another model.
+    GeoSRError
+        ``out_path`` was started from another input or with other tiling, or is not a
+        prediction store.
+    """
+    import geochem_sr.io as gio
+
+    if scheduler is not None and workers is not None:
+        raise SchemaError("scheduler, workers: expected at most one of them, found both")
+    if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
+        raise SchemaError(f"workers: expected a positive number of workers, found {workers!r}")
+    if not isinstance(model, GeoSRModel):
+        model = GeoSRModel.load(model)
+    src, out = Path(in_path).resolve(), Path(out_path)
+    ds = gio.open_survey(src)
+    pred = super_resolve(ds, model, tile=tile, halo=halo, uncertainty=uncertainty,
+                         device=device, batch_size=batch_size, reembed=reembed,
+                         applicability=False)
+    tile_, halo_ = (int(pred.attrs[f"{ATTR_PREFIX}{k}"]) for k in ("tile", "halo"))
+    digest = pred.attrs[f"{ATTR_PREFIX}model_digest"]
+    identity = {
+        "model_digest": digest,
+        "input": str(src),
+        "input_fingerprint": fingerprint(ds, src),
+        "tile": tile_,
+        "halo": halo_,
+        "uncertainty": bool(uncertainty),
+    }
+    if start_or_resume(out, pred, tile_, identity, overwrite):
+        if progress:
+            print(f"geochem_sr: '{out}' is already complete", flush=True)
+        return out
+    ych = pred.chunks[schema.Y]
+    xch = pred.chunks[schema.X]
+    job = TileJob(
+        in_path=str(src), out_path=str(out.resolve()), digest=digest, halo=halo_,
+        size_multiple=geometry(model).size_multiple, tta=bool(uncertainty), device=device,
+        batch_size=batch_size, reembed=reembed,
+        y_bounds=tuple(bounds(ych)), x_bounds=tuple(bounds(xch)),
+    )
+    done = done_tiles(out)
+    todo = [t for t in job.tiles() if t not in done]
+    if scheduler is None and workers is None:
+        _run_local(job, model, todo, len(job.tiles()), progress)
+    else:
+        _run_distributed(job, model, todo, scheduler, workers, progress)
+    missing = [t for t in job.tiles() if t not in done_tiles(out)]
+    if missing:  # pragma: no cover - every path above raises first
+        raise GeoSRError(f"output store '{out}': tiles {missing[:5]} were not written")
+    if "reference" in (model.aoa or {}):
+        write_applicability(ds, model, out, reembed)
+    finish(out)
+    return out

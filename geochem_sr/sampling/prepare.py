@@ -1,0 +1,166 @@
+"""Training data in one call: blocks, normalisation, windows and patch datasets.
+
+:func:`prepare_training_data` splits the grid (:class:`BlockSplitter`), fits the
+normalisation on the training blocks only, lays the windows of each role and wraps them in
+:class:`PatchDataset`; :class:`TrainingData` holds the result for the training loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import xarray as xr
+
+from geochem_sr import schema
+from geochem_sr.errors import DataError
+from geochem_sr.features import (
+    channel_names,
+    fit_normalisation,
+    normalise,
+    resolve_inputs,
+    stack_inputs,
+    target_residual,
+)
+from geochem_sr.sampling.blocks import ROLE_NAMES, ROLE_TEST, ROLE_TRAIN, ROLE_VAL, BlockSplitter
+from geochem_sr.sampling.dataset import DEFAULT_MAX_BYTES, PatchDataset, load_arrays
+from geochem_sr.sampling.windows import Window, patch_index
+
+__all__ = ["TrainingData", "prepare_training_data"]
+
+
+@dataclass
+class TrainingData:
+    """Everything the training loop needs, from :func:`prepare_training_data`.
+
+    Windows index the full grid of the survey dataset (so ``ds.isel(y=rows, x=cols)``
+    and :func:`geochem_sr.metrics.evaluate` with ``windows=test_windows`` work);
+    ``inputs``/``target`` are the crop of the grid that holds them, starting at
+    ``offset``.
+    """
+
+    inputs_set: str
+    channels: list[str]
+    elements: list[str]
+    stats: dict[str, tuple[float, float]]
+    roles: xr.DataArray
+    train_windows: list[Window]
+    val_windows: list[Window]
+    test_windows: list[Window]
+    train: PatchDataset
+    val: PatchDataset
+    test: PatchDataset
+    inputs: xr.DataArray
+    target: xr.DataArray
+    offset: tuple[int, int] = (0, 0)
+    patch_size: int = 32
+    splitter: BlockSplitter | None = field(default=None, repr=False)
+
+
+def prepare_training_data(
+    ds: xr.Dataset,
+    inputs: str,
+    elements: Sequence[str] | None = None,
+    splitter: BlockSplitter | None = None,
+    patch_size: int = 32,
+    stride: int = 16,
+    seed: int = 0,
+    min_valid: float = 0.5,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> TrainingData:
+    """Blocks, normalisation, windows and datasets in one call.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A survey dataset with ``lr``, ``hr`` and the variables of ``inputs``.
+    inputs : str
+        Input set: ``"geochem"``, ``"geochem+terrain"``, ``"geochem+terrain+geology"``.
+    elements : sequence of str, optional
+        Elements to model (default all of ``ds.element``).
+    splitter : BlockSplitter, optional
+        Default ``BlockSplitter(block_size=2 * patch_size, seed=seed)``.
+    patch_size, stride : int, default 32, 16
+        Patch windows (:func:`~geochem_sr.sampling.windows.patch_index`).
+    seed : int, default 0
+        Seed of the default splitter and of the augmentations.
+    min_valid : float, default 0.5
+        Patches with a smaller share of known target cells are skipped.
+    max_bytes : int, default 2 GiB
+        The bounding box of the blocks is loaded into memory once when it fits.
+
+    Returns
+    -------
+    TrainingData
+        Normalisation statistics come from the training blocks only; the training
+        dataset augments, validation and test do not.
+
+    Raises
+    ------
+    DataError
+        A role with a non-zero share gets no patch (blocks smaller than a patch, or too
+        little data).
+    """
+    if elements is None:
+        elements = [str(e) for e in ds[schema.ELEMENT].values]
+    elements = [str(e) for e in elements]
+    inputs = resolve_inputs(inputs, ds)
+    groups = schema.parse_input_set(inputs)
+    n_emb = 5
+    if "geology" in groups and schema.GEOLOGY_EMBEDDING in ds.data_vars:
+        n_emb = int(ds.sizes[schema.EMBEDDING])
+    channels = channel_names(inputs, elements, n_emb)
+    splitter = splitter or BlockSplitter(block_size=2 * int(patch_size), seed=seed)
+
+    raw = stack_inputs(ds, channels)  # raises SchemaError early on a missing variable
+    target = target_residual(ds, elements)
+    roles = splitter.split(ds)
+    role = roles.values
+    if not (role > 0).any():
+        raise DataError("block split: expected blocks with a role, found none")
+    rows, cols = np.flatnonzero((role > 0).any(1)), np.flatnonzero((role > 0).any(0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    crop = {schema.Y: slice(r0, r1), schema.X: slice(c0, c1)}
+    raw, target = raw.isel(crop), target.isel(crop)
+    if (raw.shape[0] + target.shape[0]) * raw.shape[1] * raw.shape[2] * 4 <= max_bytes:
+        x, y = load_arrays([raw, target])
+        raw, target = raw.copy(data=x), target.copy(data=y)
+
+    stats = fit_normalisation(raw, role[r0:r1, c0:c1] == ROLE_TRAIN)
+    norm = normalise(raw, stats)  # numpy when loaded above, else lazy (windows read later)
+    valid = np.zeros(role.shape, bool)
+    valid[r0:r1, c0:c1] = np.asarray(target.notnull().any(schema.ELEMENT).values)
+
+    windows: dict[int, list[Window]] = {}
+    for code, share in zip((ROLE_TRAIN, ROLE_VAL, ROLE_TEST), splitter.fractions, strict=True):
+        windows[code] = patch_index(role == code, patch_size, stride, min_valid, valid)
+        if share > 0 and not windows[code]:
+            raise DataError(
+                f"patches: expected {ROLE_NAMES[code]} patches of {patch_size} x {patch_size} "
+                f"cells, found none (block size {splitter.block_cells(ds)} cells, "
+                f"gap {splitter.gap}); use larger blocks or smaller patches"
+            )
+
+    def dataset(code: int, aug: bool) -> PatchDataset:
+        return PatchDataset(norm, target, windows[code], augment=aug, seed=seed,
+                            offset=(int(r0), int(c0)), max_bytes=max_bytes)
+
+    return TrainingData(
+        inputs_set="+".join(groups),
+        channels=channels,
+        elements=elements,
+        stats=stats,
+        roles=roles,
+        train_windows=windows[ROLE_TRAIN],
+        val_windows=windows[ROLE_VAL],
+        test_windows=windows[ROLE_TEST],
+        train=dataset(ROLE_TRAIN, True),
+        val=dataset(ROLE_VAL, False),
+        test=dataset(ROLE_TEST, False),
+        inputs=norm,
+        target=target,
+        offset=(int(r0), int(c0)),
+        patch_size=int(patch_size),
+        splitter=splitter,
+    )

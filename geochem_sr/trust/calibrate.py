@@ -1,0 +1,164 @@
+"""Calibration of a trained model on its held-out blocks: do-no-harm shrinkage and the
+standard-deviation scale fitted on the validation blocks, the area-of-applicability
+reference on the training blocks, gains and coverage measured on the test blocks."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import warnings
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from geochem_sr.errors import DataError, ModelMismatchError, SchemaError
+from geochem_sr.inference import prepare_inputs
+from geochem_sr.models import GeoSRModel
+from geochem_sr.sampling import ROLE_VAL
+from geochem_sr.trust.aoa import AOA_SAMPLE, aoa_reference
+from geochem_sr.trust.predictions import Held, predict_held
+from geochem_sr.trust.roles import block_ids, roles_array
+from geochem_sr.trust.shrinkage import (
+    COVERAGE_1STD,
+    MIN_GAIN,
+    MIN_GROUPS,
+    STD_FLOOR_FRACTION,
+    element_calibration,
+)
+
+__all__ = ["calibrate", "fit_calibration"]
+
+
+def fit_calibration(model: GeoSRModel, held: Held, std_floor: float, min_gain: float,
+                    roles_note: str) -> GeoSRModel:
+    """A copy of ``model`` with shrinkage, std scale and the held-out report filled."""
+    per_element: dict[str, dict[str, Any]] = {}
+    for k, el in enumerate(held.elements):
+        per_element[el] = element_calibration(held.residual[k], held.spread[k],
+                                              held.target[k], held.roles, held.groups,
+                                              std_floor, min_gain)
+    zero = {el: row["reason"] for el, row in per_element.items() if "reason" in row}
+    for el, why in zero.items():
+        warnings.warn(f"calibrate: {el} is returned as the sparse map (shrinkage 0): {why}",
+                      UserWarning, stacklevel=3)
+    n_test = sum(row["cells"] for row in per_element.values())
+    if n_test == 0:
+        warnings.warn(
+            "calibrate: no test cells (role 3) with a known dense value; gains and coverage "
+            "on held-out data are unknown (NaN)", UserWarning, stacklevel=3)
+    old = copy.deepcopy(model.validation) if model.validation else {}
+    validation = {k: v for k, v in old.items() if k != "per_element"}
+    if "per_element" in old:
+        validation["training_per_element"] = old["per_element"]
+    validation["per_element"] = per_element
+    validation["shrunk_to_zero"] = zero
+    validation["calibration"] = {
+        "fitted_on": "validation blocks (role 2)",
+        "measured_on": "test blocks (role 3), untouched by training and calibration",
+        "roles": roles_note,
+        "std": "std_scale * max(shrinkage * tta_spread, std_floor), log10 units",
+        "std_floor_fraction": float(std_floor),
+        "min_gain": float(min_gain),
+        "target_coverage_1std": COVERAGE_1STD,
+    }
+    return dataclasses.replace(
+        model,
+        state_dict=dict(model.state_dict),
+        shrinkage={el: float(row["shrinkage"]) for el, row in per_element.items()},
+        std_scale={el: float(row["std_scale"]) for el, row in per_element.items()
+                   if np.isfinite(row["std_scale"])},
+        validation=json.loads(json.dumps(validation)),
+        prediction=dataclasses.replace(model.prediction, std_floor={
+            el: float(row["std_floor"]) for el, row in per_element.items()}),
+        training=copy.deepcopy(model.training),
+        notes=copy.deepcopy(model.notes),
+        aoa=copy.deepcopy(model.aoa),
+    )
+
+
+def calibrate(
+    ds: xr.Dataset,
+    model: GeoSRModel,
+    *,
+    seed: int | None = None,
+    roles: Any = None,
+    tile: int = 256,
+    std_floor: float = STD_FLOOR_FRACTION,
+    min_gain: float = MIN_GAIN,
+    aoa_sample: int = AOA_SAMPLE,
+    device: str | None = None,
+) -> GeoSRModel:
+    """Fit do-no-harm shrinkage, calibrate the uncertainty, measure both on held-out blocks.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The survey dataset the model was trained on (``lr``, ``hr`` and the inputs).
+    model : GeoSRModel
+        A trained model (:func:`geochem_sr.training.train`).
+    seed : int, optional
+        Seed of the block split (default, and the only one accepted when training recorded
+        one: the seed training used; see :func:`~geochem_sr.trust.training_roles`) and of the
+        area-of-applicability subsample.
+    roles : xarray.DataArray, numpy.ndarray or splitter, optional
+        Block roles ``(y, x)`` (0 none, 1 train, 2 validation, 3 test). Default: recomputed
+        from what training recorded (:func:`~geochem_sr.trust.training_roles`). Never pass
+        roles whose validation or test cells were trained on.
+    tile : int, default 256
+        Tile size of the prediction (:func:`geochem_sr.inference.predict_array`).
+    std_floor : float, default 0.1
+        Floor of the spread as a share of the validation RMSE (``docs/notes/trust.md``).
+    min_gain : float, default 0.01
+        Smallest validation gain for a non-zero shrinkage factor.
+    aoa_sample : int, default 2000
+        Size of the area-of-applicability reference sample.
+    device : str, optional
+        Torch device (default CUDA when available).
+
+    Returns
+    -------
+    GeoSRModel
+        A copy with ``shrinkage``, ``std_scale``, ``prediction.std_floor``, ``aoa`` and
+        ``validation`` filled. ``validation["per_element"][el]`` holds, measured on the
+        test blocks: ``rmse_lr``, ``rmse_pred`` (with shrinkage), ``gain``, ``gain_raw``
+        (without), ``coverage_1std``, ``coverage_2std``, ``cells``; and from the validation
+        blocks ``shrinkage``, ``shrinkage_ls``, ``std_scale``, ``std_floor``, ``gain_val``,
+        ``coverage_1std_val``, ``cells_val`` (and ``reason`` when shrunk to 0).
+        ``validation["shrunk_to_zero"]`` maps those elements to the reason. Training's
+        own per-element report moves to ``validation["training_per_element"]``.
+
+    Raises
+    ------
+    ModelMismatchError
+        The model does not fit the dataset, or its training blocks cannot be recomputed.
+    DataError
+        No validation cells.
+
+    Warns
+    -----
+    UserWarning
+        For each element shrunk to 0, and when there are no test cells.
+
+    Examples
+    --------
+    >>> model = calibrate(ds, train(ds, "multilevel_unet"))  # doctest: +SKIP
+    >>> print(model.summary())  # doctest: +SKIP
+    """
+    if not isinstance(model, GeoSRModel):
+        raise ModelMismatchError(f"model: expected a GeoSRModel, found {type(model).__name__}")
+    for name, v in (("std_floor", std_floor), ("min_gain", min_gain)):
+        if not (isinstance(v, int | float) and 0 <= v < 1):
+            raise SchemaError(f"{name}: expected a number in [0, 1), found {v!r}")
+    ds = prepare_inputs(ds, model)
+    roles_da, note = roles_array(ds, model, seed, roles)
+    codes = np.asarray(roles_da.values).astype(np.int8)
+    if not (codes == ROLE_VAL).any():
+        raise DataError("roles: expected validation cells (code 2) to calibrate on, found none")
+    held = predict_held(ds, model, codes, block_ids(ds, model, roles_da, MIN_GROUPS),
+                        tile=tile, device=device)
+    out = fit_calibration(model, held, std_floor, min_gain, note)
+    aoa_seed = int(model.training.seed or 0) if seed is None else int(seed)
+    out.aoa = aoa_reference(ds, model, roles_da, aoa_seed, aoa_sample)
+    return out

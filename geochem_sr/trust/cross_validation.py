@@ -1,0 +1,275 @@
+"""Spatial block k-fold cross-validation of a network on a survey dataset: each fold held
+out in turn, a network trained on the others, calibrated on an inner validation part and
+scored on the held-out fold (:func:`cross_validate`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from geochem_sr import schema
+from geochem_sr.errors import SchemaError
+from geochem_sr.features import channel_names, resolve_inputs
+from geochem_sr.inference import prepare_inputs
+from geochem_sr.jsonable import to_jsonable
+from geochem_sr.models import GeoSRModel, get_model
+from geochem_sr.sampling import ROLE_NONE, ROLE_TEST, BlockSplitter, patch_index
+from geochem_sr.trust.calibrate import fit_calibration
+from geochem_sr.trust.cv_report import CrossValidationReport, aggregate_folds
+from geochem_sr.trust.predictions import Held, predict_held
+from geochem_sr.trust.roles import RolesSplitter, block_ids, default_blocks
+from geochem_sr.trust.shrinkage import MIN_GAIN, MIN_GROUPS, STD_FLOOR_FRACTION
+
+__all__ = ["cross_validate"]
+
+
+def _spec(model: str | GeoSRModel, inputs: str, train_kwargs: dict[str, Any]
+          ) -> tuple[str, str, dict[str, Any]]:
+    """Network name, inputs and train() keywords from a name or a trained model."""
+    if isinstance(model, GeoSRModel):
+        cfg = {k: v for k, v in model.network_config.items()
+               if k not in ("in_channels", "out_channels")}
+        kw = {"network_kwargs": cfg, "elements": list(model.elements),
+              "patch_size": int(model.patch_size)}
+        for key in ("stride", "loss", "batch_size"):
+            if getattr(model.training, key) is not None:
+                kw[key] = getattr(model.training, key)
+        return model.network_name, model.inputs, {**kw, **train_kwargs}
+    if not isinstance(model, str):
+        raise SchemaError(
+            f"model: expected a network name or a GeoSRModel, found {type(model).__name__}")
+    return model, inputs, dict(train_kwargs)
+
+
+def _receptive_field(name: str, ds: xr.Dataset, inputs: str, kw: Mapping[str, Any]) -> int:
+    """Receptive field (cells) of the network ``name`` built for these inputs."""
+    elements = kw.get("elements") or [str(e) for e in ds[schema.ELEMENT].values]
+    n_emb = int(ds.sizes.get(schema.EMBEDDING, schema.EMBEDDING_SIZE))
+    inputs = resolve_inputs(inputs, ds)
+    config = kw.get("network_kwargs") or kw.get("model_kwargs") or {}  # (the old name)
+    net = get_model(name, in_channels=len(channel_names(inputs, elements, n_emb)),
+                    out_channels=len(elements), **dict(config))
+    return int(getattr(net, "receptive_field", 64))
+
+
+def _fold_roles(ds: xr.Dataset, train_mask: np.ndarray, test_mask: np.ndarray,
+                block: int | float, gap: int, val_fraction: float, seed: int
+                ) -> tuple[xr.DataArray, xr.DataArray]:
+    """(roles for training: inner train/val, roles for calibration: + held-out fold)."""
+    tm = xr.DataArray(train_mask, dims=(schema.Y, schema.X))
+    inner_ds = ds.assign({schema.HR: ds[schema.HR].where(tm)})
+    inner = BlockSplitter(block, fractions=(1 - val_fraction, val_fraction, 0.0), gap=gap,
+                          seed=seed).split(inner_ds)
+    codes = np.where(train_mask, np.asarray(inner.values), ROLE_NONE).astype(np.int8)
+    train_roles = inner.copy(data=codes)
+    full = inner.copy(data=np.where(test_mask, ROLE_TEST, codes).astype(np.int8))
+    return train_roles, full
+
+
+def _fold_scores(ds: xr.Dataset, cal: GeoSRModel, held: Held, test_mask: np.ndarray,
+                 patch_size: int) -> dict[str, dict[str, float]]:
+    """PSNR/SSIM/IoU of the sparse map and of the shrunk prediction on one held-out fold."""
+    from geochem_sr.metrics import evaluate
+
+    r0, r1, c0, c1 = held.box
+    ny, nx = test_mask.shape
+    valid = np.asarray(ds[schema.HR].notnull().any(schema.ELEMENT).values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        windows = patch_index(test_mask, patch_size, max(1, patch_size // 2), 0.5, valid)
+    if not windows:
+        rows, cols = np.flatnonzero(test_mask.any(1)), np.flatnonzero(test_mask.any(0))
+        windows = [(slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))]
+    lr = ds[schema.LR].sel({schema.ELEMENT: held.elements}).transpose(
+        schema.ELEMENT, schema.Y, schema.X)
+    lr_np = np.asarray(lr.values, np.float32)
+    shrink = np.array([cal.shrinkage_of(e) for e in held.elements], np.float32)[:, None, None]
+    pred = np.full(lr_np.shape, np.nan, np.float32)
+    box = (slice(None), slice(r0, r1), slice(c0, c1))
+    pred[box] = lr_np[box] * np.power(np.float32(10), shrink * held.residual)
+    inside = np.broadcast_to(test_mask, pred.shape)
+    pred = np.where(inside, pred, np.nan)
+    sparse = np.where(inside, lr_np, np.nan)
+    scores = {}
+    for tag, arr in (("lr", sparse), ("pred", pred)):
+        da = lr.copy(data=arr)
+        scores[tag] = evaluate(ds, da, elements=held.elements, windows=windows)
+    out: dict[str, dict[str, float]] = {}
+    for el in held.elements:
+        row: dict[str, float] = {}
+        for tag in ("lr", "pred"):
+            df = scores[tag]
+            row[f"psnr_{tag}"] = float(df.loc[el, "psnr_avg"])
+            row[f"ssim_{tag}"] = float(df.loc[el, "ssim_avg"])
+            row[f"iou85_{tag}"] = float(df.loc[el, "iou85"])
+            row[f"iou95_{tag}"] = float(df.loc[el, "iou95"])
+        out[el] = row
+    return out
+
+
+def cross_validate(
+    ds: xr.Dataset,
+    model: str | GeoSRModel = "multilevel_unet",
+    inputs: str = "auto",
+    *,
+    folds: int = 5,
+    block_size: int | float | None = None,
+    gap: int | None = None,
+    epochs: int = 50,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    tile: int = 256,
+    keep_oof: bool = True,
+    device: str | None = None,
+    progress: bool = False,
+    **train_kwargs: Any,
+) -> CrossValidationReport:
+    """Spatial block k-fold cross-validation of a network on a survey dataset.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A survey dataset with ``lr``, ``hr`` and the variables of ``inputs``.
+    model : str or GeoSRModel, default "multilevel_unet"
+        A network name (:func:`geochem_sr.models.get_model`), or a trained model whose
+        network, configuration, inputs, elements and patch size are reused.
+    inputs : str, default "auto"
+        Input set (ignored when ``model`` is a GeoSRModel).
+    folds : int, default 5
+        Number of folds (:meth:`geochem_sr.sampling.BlockSplitter.folds`).
+    block_size : int or float, optional
+        Block size: ``int`` cells, ``float`` metres. Default
+        :func:`~geochem_sr.trust.default_blocks`.
+    gap : int, optional
+        Cells between a held-out fold and the cells trained on (and between inner
+        training and validation blocks). Default :func:`~geochem_sr.trust.default_blocks`.
+    epochs : int, default 50
+        Maximum epochs per fold (early stopping on the inner validation blocks).
+    seed : int, default 0
+        Seeds the folds, the inner splits, training and the AOA subsample.
+    val_fraction : float, default 0.2
+        Share of each fold's training cells used as inner validation blocks.
+    tile : int, default 256
+        Tile size of the held-out predictions.
+    keep_oof : bool, default True
+        Keep the out-of-fold predictions in ``report.oof``.
+    device : str, optional
+        Torch device.
+    progress : bool, default False
+        Show training progress bars.
+    **train_kwargs
+        Passed to :func:`geochem_sr.training.train` (``patch_size``, ``stride``,
+        ``network_kwargs``, ``elements``, ``loss``, ``patience``, ``batch_size``...).
+
+    Returns
+    -------
+    CrossValidationReport
+        ``per_fold`` has per (fold, element): ``cells``, ``rmse_lr``, ``rmse_pred``,
+        ``ratio`` (``rmse_pred / rmse_lr``), ``gain`` (``1 - ratio``; prediction after the
+        fold's do-no-harm shrinkage, fitted on its inner validation blocks), ``rmse_raw``
+        and ``gain_raw`` (network alone), ``shrinkage``, ``coverage_1std``,
+        ``coverage_2std`` (the fold's calibrated std), ``psnr_lr``/``psnr_pred``,
+        ``ssim_lr``/``ssim_pred`` (averages over held-out patches), ``iou85_*``,
+        ``iou95_*``, ``best_epoch``. ``per_element`` pools them.
+
+    Raises
+    ------
+    DataError
+        Too few blocks for the folds, or a fold without training or validation patches
+        (use smaller blocks or fewer folds).
+    """
+    from geochem_sr.training import train
+
+    name, inputs, kw = _spec(model, inputs, train_kwargs)
+    if not 0 < float(val_fraction) < 1:
+        raise SchemaError(f"val_fraction: expected a share in (0, 1), found {val_fraction!r}")
+    for key in ("splitter", "data", "checkpoint"):
+        if key in kw:
+            raise SchemaError(f"{key}: not accepted by cross_validate (it makes its own folds)")
+    patch_size = int(kw.get("patch_size", 32))
+    rf = _receptive_field(name, ds, inputs, kw)
+    d_block, d_gap = default_blocks(rf, patch_size)
+    block = d_block if block_size is None else block_size
+    gap = d_gap if gap is None else int(gap)
+    splitter = BlockSplitter(block, n_folds=int(folds), gap=gap, seed=int(seed))
+    ny, nx = ds.sizes[schema.Y], ds.sizes[schema.X]
+    fold_rows: list[dict[str, Any]] = []
+    oof: dict[str, np.ndarray] = {}
+    fold_map = np.full((ny, nx), -1, np.int8)
+    elements: list[str] = []
+    for f, (train_m, test_m) in enumerate(splitter.folds(ds, int(folds))):
+        train_mask, test_mask = np.asarray(train_m.values), np.asarray(test_m.values)
+        train_roles, full_roles = _fold_roles(ds, train_mask, test_mask, block, gap,
+                                              float(val_fraction), int(seed) + 1 + f)
+        net = train(ds, network=name, inputs=inputs, epochs=int(epochs), seed=int(seed),
+                    splitter=RolesSplitter(train_roles), device=device, progress=progress,
+                    **kw)
+        elements = list(net.elements)
+        prepared = prepare_inputs(ds, net)
+        codes = np.asarray(full_roles.values)
+        held = predict_held(prepared, net, codes,
+                            block_ids(ds, net, full_roles, MIN_GROUPS), tile=tile,
+                            device=device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            cal = fit_calibration(net, held, STD_FLOOR_FRACTION, MIN_GAIN,
+                                  f"cross-validation fold {f}")
+        extra = _fold_scores(prepared, cal, held, test_mask, patch_size)
+        for el in elements:
+            r = cal.validation["per_element"][el]
+            rmse_lr, rmse_pred = r["rmse_lr"], r["rmse_pred"]
+            fold_rows.append({
+                "fold": f, "element": el, "cells": r["cells"],
+                "rmse_lr": rmse_lr, "rmse_pred": rmse_pred,
+                "ratio": rmse_pred / rmse_lr if rmse_lr > 0 else math.nan,
+                "gain": r["gain"], "rmse_raw": r["rmse_raw"], "gain_raw": r["gain_raw"],
+                "shrinkage": r["shrinkage"], "coverage_1std": r["coverage_1std"],
+                "coverage_2std": r["coverage_2std"], **extra[el],
+                "best_epoch": int(net.validation.get("best_epoch", 0)),
+            })
+        if keep_oof:
+            _store_oof(oof, held, test_mask, (ny, nx))
+        fold_map[test_mask] = f
+    per_fold = pd.DataFrame(fold_rows)
+    settings = {
+        "model": name, "inputs": inputs, "folds": int(folds), "block_size": block,
+        "block_size_cells": list(splitter.block_cells(ds)), "gap": gap,
+        "receptive_field": rf, "patch_size": patch_size, "epochs": int(epochs),
+        "seed": int(seed), "val_fraction": float(val_fraction),
+        "std_floor_fraction": STD_FLOOR_FRACTION, "min_gain": MIN_GAIN,
+        "train_kwargs": json.loads(json.dumps(kw, default=to_jsonable)),
+    }
+    oof_ds = _oof_dataset(ds, oof, fold_map, elements) if keep_oof else None
+    return CrossValidationReport(per_fold, aggregate_folds(per_fold, elements), settings, oof_ds)
+
+
+def _store_oof(oof: dict[str, np.ndarray], held: Held, test_mask: np.ndarray,
+               shape: tuple[int, int]) -> None:
+    r0, r1, c0, c1 = held.box
+    ne = len(held.elements)
+    for key, arr in (("residual_pred", held.residual), ("residual_spread", held.spread),
+                     ("residual_true", held.target)):
+        if key not in oof:
+            oof[key] = np.full((ne, *shape), np.nan, np.float32)
+        m = test_mask[r0:r1, c0:c1]
+        dst = oof[key][:, r0:r1, c0:c1]
+        dst[:, m] = arr[:, m]
+
+
+def _oof_dataset(ds: xr.Dataset, oof: Mapping[str, np.ndarray], fold_map: np.ndarray,
+                 elements: Sequence[str]) -> xr.Dataset:
+    coords: dict[str, Any] = {schema.Y: ds[schema.Y], schema.X: ds[schema.X],
+                              schema.ELEMENT: list(elements)}
+    if schema.SPATIAL_REF in ds.coords:
+        coords[schema.SPATIAL_REF] = ds[schema.SPATIAL_REF]
+    dims = (schema.ELEMENT, schema.Y, schema.X)
+    out = xr.Dataset({k: (dims, v, {"units": "log10"}) for k, v in oof.items()}, coords=coords)
+    out["fold"] = ((schema.Y, schema.X), fold_map, {"long_name": "held-out fold", "none": -1})
+    return out

@@ -1,0 +1,229 @@
+"""Spatial block roles for trust: fixed roles as a splitter, the default blocks of the
+cross-validation, the roles a model was trained with, and the block id of every cell."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from geochem_sr import schema
+from geochem_sr.errors import DataError, ModelMismatchError, SchemaError
+from geochem_sr.models import GeoSRModel
+from geochem_sr.sampling import (
+    ROLE_NAMES,
+    ROLE_NONE,
+    ROLE_TEST,
+    ROLE_TRAIN,
+    ROLE_VAL,
+    BlockSplitter,
+)
+
+__all__ = ["RolesSplitter", "block_ids", "default_blocks", "roles_array", "training_roles"]
+
+
+class RolesSplitter:
+    """A splitter that returns fixed block roles, for :func:`geochem_sr.training.train`.
+
+    :func:`geochem_sr.sampling.prepare_training_data` asks its ``splitter`` for the role of
+    every cell (``split(ds)``); this one answers with roles computed elsewhere (e.g. one
+    fold of a cross-validation, or roles drawn by hand).
+
+    Parameters
+    ----------
+    roles : xarray.DataArray
+        ``(y, x)`` integer roles: 0 none, 1 train, 2 validation, 3 test (the
+        ``geochem_sr.sampling.ROLE_*`` codes), on the grid of the datasets it will split.
+        Attributes ``block_size_cells``, ``gap_cells`` and ``seed`` are kept when present.
+
+    Attributes
+    ----------
+    fractions : tuple of float
+        Shares of train, validation and test cells.
+    gap, seed : int
+        From the roles' attributes (0 when absent).
+    """
+
+    def __init__(self, roles: xr.DataArray) -> None:
+        if not isinstance(roles, xr.DataArray) or roles.dims != (schema.Y, schema.X):
+            raise SchemaError(
+                "roles: expected an xarray.DataArray with dims ('y', 'x'), found "
+                f"{getattr(roles, 'dims', type(roles).__name__)}"
+            )
+        codes = np.asarray(roles.values)
+        if not np.issubdtype(codes.dtype, np.integer):
+            raise SchemaError(f"roles: expected integer role codes, found {codes.dtype}")
+        bad = np.setdiff1d(np.unique(codes), [ROLE_NONE, ROLE_TRAIN, ROLE_VAL, ROLE_TEST])
+        if bad.size:
+            raise SchemaError(f"roles: expected codes 0, 1, 2, 3, found {bad.tolist()}")
+        counts = np.array([(codes == c).sum() for c in (ROLE_TRAIN, ROLE_VAL, ROLE_TEST)], float)
+        if counts[0] == 0:
+            raise DataError("roles: expected training cells (code 1), found none")
+        self.roles = roles.astype(np.int8)
+        self.fractions = tuple(float(c) for c in counts / counts.sum())
+        self.gap = int(roles.attrs.get("gap_cells", 0))
+        self.seed = int(roles.attrs.get("seed", 0))
+        size = roles.attrs.get("block_size_cells")
+        self._block = tuple(int(v) for v in np.atleast_1d(size))[:2] if size is not None \
+            else None
+        self.block_size = self._block[0] if self._block else int(max(codes.shape))
+
+    def __repr__(self) -> str:
+        return f"RolesSplitter(fractions={self.fractions}, gap={self.gap})"
+
+    def block_cells(self, ds: xr.Dataset | xr.DataArray) -> tuple[int, int]:
+        """Block size in cells ``(rows, columns)`` (the whole grid when unknown)."""
+        if self._block is not None:
+            return (self._block[0], self._block[-1])
+        return (int(ds.sizes[schema.Y]), int(ds.sizes[schema.X]))
+
+    def split(self, ds: xr.Dataset) -> xr.DataArray:
+        """The fixed roles (checked to lie on the grid of ``ds``)."""
+        schema.check_same_grid(self.roles, ds, "roles vs dataset")
+        out = self.roles.copy()
+        out.attrs = {
+            "long_name": "spatial block role",
+            "flag_values": [ROLE_NONE, ROLE_TRAIN, ROLE_VAL, ROLE_TEST],
+            "flag_meanings": "none train val test",
+            **{k: v for k, v in self.roles.attrs.items()
+               if k in ("block_size_cells", "gap_cells", "seed")},
+        }
+        return out
+
+
+def default_blocks(receptive_field: int, patch_size: int = 32) -> tuple[int, int]:
+    """Default block size and gap (cells) of the cross-validation.
+
+    Parameters
+    ----------
+    receptive_field : int
+        The network's receptive field in cells.
+    patch_size : int, default 32
+        Training patch size in cells.
+
+    Returns
+    -------
+    (block_size, gap) : (int, int)
+        ``context = min(receptive_field, patch_size)``, ``gap = ceil(context / 2)``,
+        ``block_size = max(2 * patch_size, context + 2 * gap)`` (``docs/notes/trust.md``).
+
+    Examples
+    --------
+    >>> default_blocks(157, 32)  # the multi-level U-Net
+    (64, 16)
+    >>> default_blocks(13, 32)   # SRCNN 9-1-5
+    (64, 7)
+    """
+    context = max(1, min(int(receptive_field), int(patch_size)))
+    gap = math.ceil(context / 2)
+    return max(2 * int(patch_size), context + 2 * gap), gap
+
+
+def block_ids(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray,
+               min_groups: int = 1) -> np.ndarray:
+    """Block id of every cell, on the block grid of the roles (or of training's split).
+
+    With ``min_groups``, the block size is halved (down to 8 cells) until the validation
+    cells span at least that many blocks (jackknife groups).
+    """
+    split = model.training.split or {}
+    size = roles.attrs.get("block_size_cells", split.get("block_size_cells"))
+    b = int(np.atleast_1d(size)[0]) if size is not None else 2 * int(model.patch_size)
+    b = max(1, b)
+    val = np.asarray(roles.values) == ROLE_VAL
+    ids = BlockSplitter(b).block_ids(ds)
+    while np.unique(ids[val]).size < min_groups and b >= 16:
+        b //= 2
+        ids = BlockSplitter(b).block_ids(ds)
+    return ids
+
+
+def _split_record(model: GeoSRModel) -> dict[str, Any]:
+    """The record of the model's training blocks (block size, gap, fractions, seed, cells)."""
+    split = model.training.split
+    if not split:
+        raise ModelMismatchError(
+            "model: expected a record of its training blocks in model.training.split (written "
+            "by geochem_sr.training.train), found none; pass roles= to calibrate"
+        )
+    return split
+
+
+def training_roles(ds: xr.Dataset, model: GeoSRModel, seed: int | None = None) -> xr.DataArray:
+    """Recompute the block roles the model was trained with.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The survey dataset the model was trained on.
+    model : GeoSRModel
+        A model from :func:`geochem_sr.training.train` (its ``training.split`` records block
+        size, gap, fractions, seed and the cells per role).
+    seed : int, optional
+        Seed of the block split; default (and the only one accepted when training
+        recorded one) the seed training used.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``block_role`` (y, x).
+
+    Raises
+    ------
+    ModelMismatchError
+        No record, or the recomputed blocks hold other cell counts than training's (another
+        dataset or seed): pass the roles explicitly instead.
+    """
+    split = _split_record(model)
+    p = int(model.patch_size)
+    by, bx = (int(v) for v in split.get("block_size_cells", [2 * p, 2 * p]))
+    if by == bx:
+        block: int | float = by
+    else:
+        _, dy = schema.check_grid(ds)
+        block = float(by * abs(dy))
+    recorded = split.get("seed", model.training.seed)
+    if seed is None:
+        seed = int(recorded if recorded is not None else 0)
+    elif recorded is not None and int(seed) != int(recorded):
+        raise ModelMismatchError(
+            f"seed: the model's blocks were drawn with seed {recorded}, found seed {seed}; "
+            "other blocks would put training cells into validation and test roles "
+            "(omit seed, or pass roles=)"
+        )
+    splitter = BlockSplitter(block, fractions=split.get("fractions", (0.7, 0.15, 0.15)),
+                             gap=int(split.get("gap_cells", 0)), seed=int(seed))
+    roles = splitter.split(ds)
+    expected = split.get("cells")
+    if expected:
+        codes = np.asarray(roles.values)
+        found = {ROLE_NAMES[c]: int((codes == c).sum()) for c in (ROLE_TRAIN, ROLE_VAL, ROLE_TEST)}
+        if {k: int(v) for k, v in expected.items()} != found:
+            raise ModelMismatchError(
+                f"roles: the blocks recomputed with {splitter!r} hold {found} cells, training "
+                f"recorded {dict(expected)}; is this the dataset (and seed) the model was "
+                "trained on? Pass roles= explicitly"
+            )
+    return roles
+
+
+def roles_array(ds: xr.Dataset, model: GeoSRModel, seed: int | None, roles: Any
+                ) -> tuple[xr.DataArray, str]:
+    """The roles to calibrate with and how they were obtained: recomputed from training's
+    record (``roles=None``), from a splitter, or given as an array."""
+    if roles is None:
+        return training_roles(ds, model, seed), "recomputed from model.training.split"
+    if hasattr(roles, "split") and not isinstance(roles, xr.DataArray | np.ndarray):
+        return roles.split(ds), f"from {roles!r}"
+    if isinstance(roles, np.ndarray):
+        roles = xr.DataArray(roles, dims=(schema.Y, schema.X),
+                             coords={schema.Y: ds[schema.Y], schema.X: ds[schema.X]})
+    if not isinstance(roles, xr.DataArray) or roles.dims != (schema.Y, schema.X):
+        raise SchemaError(
+            "roles: expected a (y, x) DataArray of codes 0-3, a numpy array or a splitter, "
+            f"found {type(roles).__name__}"
+        )
+    schema.check_same_grid(roles, ds, "roles vs dataset")
+    return roles, "given by the caller"

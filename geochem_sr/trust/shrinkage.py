@@ -1,0 +1,130 @@
+"""Do-no-harm shrinkage and the standard-deviation scale of one element, fitted on its
+validation cells and scored on its test cells (the rules: ``docs/notes/trust.md``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from geochem_sr.sampling import ROLE_TEST, ROLE_VAL
+
+__all__ = [
+    "COVERAGE_1STD",
+    "MIN_GAIN",
+    "MIN_GROUPS",
+    "MIN_Z",
+    "STD_FLOOR_FRACTION",
+    "element_calibration",
+]
+
+#: Share of a Gaussian within one standard deviation of its mean, erf(1/sqrt(2)).
+COVERAGE_1STD = 0.6826894921370859
+#: The floor of the test-time-augmentation spread, as a share of the validation RMSE.
+STD_FLOOR_FRACTION = 0.1
+#: Smallest relative RMSE gain on the validation blocks for a non-zero shrinkage factor.
+MIN_GAIN = 0.01
+#: The least-squares shrinkage must be this many jackknife standard errors above 0.
+MIN_Z = 2.0
+#: Fewer validation blocks than this are subdivided into jackknife groups.
+MIN_GROUPS = 4
+
+
+def _jackknife_se(num: np.ndarray, den: np.ndarray) -> float:
+    """Delete-one-group jackknife standard error of ``sum(num) / sum(den)``."""
+    g = num.size
+    if g < 2:
+        return math.inf
+    n_all, d_all = float(num.sum()), float(den.sum())
+    d_rest = d_all - den
+    if (d_rest <= 0).any():
+        return math.inf
+    loo = (n_all - num) / d_rest
+    return float(np.sqrt((g - 1) / g * np.sum((loo - loo.mean()) ** 2)))
+
+
+def _shrinkage(rv: np.ndarray, tv: np.ndarray, gv: np.ndarray, min_gain: float
+               ) -> tuple[dict[str, Any], str | None]:
+    """Do-no-harm factor from the validation cells (values, targets, block ids)."""
+    den = float(np.sum(rv * rv))
+    s_ls = float(np.sum(rv * tv) / den) if den > 0 else 0.0
+    groups, inv = np.unique(gv, return_inverse=True)
+    num_g = np.bincount(inv, weights=rv * tv, minlength=groups.size)
+    den_g = np.bincount(inv, weights=rv * rv, minlength=groups.size)
+    se = _jackknife_se(num_g, den_g) if den > 0 else math.inf
+    z = s_ls / se if se > 0 else math.inf
+    factor = max(0.0, 1.0 - 1.0 / z**2) if z >= MIN_Z else 0.0
+    s = float(np.clip(s_ls * factor, 0.0, 1.0))
+    rmse_lr = float(np.sqrt(np.mean(tv**2)))
+    gain = 1.0 - float(np.sqrt(np.mean((tv - s * rv) ** 2))) / rmse_lr if rmse_lr > 0 else 0.0
+    reason = None
+    if not s_ls > 0:
+        reason = ("the predicted residual does not correlate positively with the dense map's "
+                  f"residual on the validation blocks (least-squares factor {s_ls:.3g})")
+    elif s == 0.0:
+        reason = (f"the least-squares factor {s_ls:.3g} is less than {MIN_Z:g} standard "
+                  f"errors above 0 across the {groups.size} validation blocks (jackknife "
+                  f"standard error {se:.3g})")
+    elif gain < min_gain:
+        reason = (f"on the validation blocks the shrunk prediction improves on the sparse map "
+                  f"by {gain:.2%} only (< {min_gain:.0%})")
+    info = {"shrinkage_ls": s_ls, "shrinkage_se": se if math.isfinite(se) else math.nan,
+            "val_blocks": int(groups.size),
+            "gain_val": 0.0 if reason else gain, "shrinkage": 0.0 if reason else s}
+    return info, reason
+
+
+def element_calibration(r: np.ndarray, sd: np.ndarray, t: np.ndarray, roles: np.ndarray,
+                        groups: np.ndarray, std_floor: float, min_gain: float
+                        ) -> dict[str, Any]:
+    """Shrinkage, std scale and floor from the validation cells; scores on the test cells."""
+    ok = np.isfinite(r) & np.isfinite(sd) & np.isfinite(t)
+    val, test = ok & (roles == ROLE_VAL), ok & (roles == ROLE_TEST)
+    rv, sv, tv = (a[val].astype(np.float64) for a in (r, sd, t))
+    out: dict[str, Any] = {"cells_val": int(val.sum()), "cells": int(test.sum())}
+    if rv.size == 0:
+        info, reason = {"shrinkage_ls": math.nan, "shrinkage": 0.0}, \
+            "no validation cell with a known dense value"
+    else:
+        info, reason = _shrinkage(rv, tv, groups[val], min_gain)
+    out.update(info)
+    if reason is not None:
+        out["reason"] = reason
+    s = float(out["shrinkage"])
+    if rv.size:
+        err_v = np.abs(tv - s * rv)
+        rmse_v = float(np.sqrt(np.mean(err_v**2)))
+        floor = max(std_floor * rmse_v, 1e-6)
+        z = err_v / np.maximum(s * sv, floor)
+        scale = max(float(np.quantile(z, COVERAGE_1STD)), 1e-6)
+        out["coverage_1std_val"] = float(np.mean(err_v <= scale * np.maximum(s * sv, floor)))
+    else:
+        floor, scale = 1e-6, math.nan
+    out["std_floor"], out["std_scale"] = float(floor), float(scale)
+    out.update(_scores(r[test], sd[test], t[test], s, scale, floor))
+    return out
+
+
+def _scores(r: np.ndarray, sd: np.ndarray, t: np.ndarray, s: float, scale: float,
+            floor: float) -> dict[str, float]:
+    """RMSE of the sparse map, of the prediction, gain and coverage on held-out cells."""
+    nan = math.nan
+    if t.size == 0:
+        return {"rmse_lr": nan, "rmse_pred": nan, "gain": nan, "rmse_raw": nan,
+                "gain_raw": nan, "coverage_1std": nan, "coverage_2std": nan}
+    r, sd, t = (np.asarray(a, np.float64) for a in (r, sd, t))
+    rmse_lr = float(np.sqrt(np.mean(t**2)))
+    err = np.abs(t - s * r)
+    rmse_pred = float(np.sqrt(np.mean(err**2)))
+    rmse_raw = float(np.sqrt(np.mean((t - r) ** 2)))
+    std = scale * np.maximum(s * sd, floor)
+    return {
+        "rmse_lr": rmse_lr,
+        "rmse_pred": rmse_pred,
+        "gain": 1.0 - rmse_pred / rmse_lr if rmse_lr > 0 else nan,
+        "rmse_raw": rmse_raw,
+        "gain_raw": 1.0 - rmse_raw / rmse_lr if rmse_lr > 0 else nan,
+        "coverage_1std": float(np.mean(err <= std)),
+        "coverage_2std": float(np.mean(err <= 2 * std)),
+    }
