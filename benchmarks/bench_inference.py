@@ -81,7 +81,7 @@ def make_model(path: Path, base: int, seed: int, context: str = "tile") -> None:
 
     from geochem_sr import schema
     from geochem_sr.features import channel_names
-    from geochem_sr.models import GeoSRModel, get_model
+    from geochem_sr.models import GeoSRModel, PredictionSettings, get_model
 
     els = list(schema.DEFAULT_ELEMENTS)
     chans = channel_names("geochem+terrain+geology", els)
@@ -92,7 +92,7 @@ def make_model(path: Path, base: int, seed: int, context: str = "tile") -> None:
                state_dict=net.state_dict(), inputs="geochem+terrain+geology", channels=chans,
                elements=els, units={e: schema.DEFAULT_UNITS[e] for e in els},
                norm_stats={c: (0.0, 1.0) for c in chans},
-               extra={"context": context}).save(path)
+               prediction=PredictionSettings(context=context)).save(path)
 
 
 def _cpu() -> float:

@@ -378,7 +378,7 @@ def networks(s: dict, nets: list[str], epochs: int, patience: int) -> list[dict]
             row = {"network": net, "variant": label, "train_kwargs": kw,
                    "model_kwargs": NETS[net], **_scores(full, s),
                    "windowed": _scores(_windowed(m, x), s),
-                   "best_epoch": m.validation["best_epoch"], "epochs_run": m.extra["epochs_run"],
+                   "best_epoch": m.validation["best_epoch"], "epochs_run": m.training.epochs_run,
                    "val_loss": m.validation["val_loss"],
                    "val_loss_zero": m.validation["val_loss_zero"],
                    "train_curve": [h["train_loss"] for h in m.history],

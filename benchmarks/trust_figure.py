@@ -272,8 +272,8 @@ def main() -> None:
     pred = super_resolve(ds, cal, uncertainty=False).compute()
     # calibrated std = std_scale * max(shrinkage * spread, std_floor) (geochem_sr.trust
     # notes), from the raw spread of the network alone over the 8 rotations/mirrors
-    raw = dataclasses.replace(cal, shrinkage={}, std_scale={}, extra={
-        k: v for k, v in cal.extra.items() if k != "std_floor"})
+    raw = dataclasses.replace(cal, shrinkage={}, std_scale={}, prediction=dataclasses.replace(
+        cal.prediction, std_floor=None))
     x = stack_inputs(ds, cal.channels, cal.norm_stats).values
     _, spread = predict_array(raw, x, tile=256, tta=True)
     pred["std_calibrated"] = pred[schema.HR_PRED].copy(
@@ -315,7 +315,7 @@ def main() -> None:
         "base_channels": args.base_channels, "epochs": args.epochs, "inputs": inputs,
         "ensemble": args.ensemble,
         "patience": args.patience, "loss": args.loss,
-        "epochs_run": cal.extra.get("epochs_run"),
+        "epochs_run": cal.training.epochs_run,
         "best_epoch": cal.validation.get("best_epoch"),
         "aoa_east": float(app[schema.AOA].values[east].mean()) if east.any() else float("nan"),
         "seconds": time.perf_counter() - t0,

@@ -38,7 +38,7 @@ import pandas as pd
 import xarray as xr
 
 from geochem_sr import schema
-from geochem_sr.errors import SchemaError
+from geochem_sr.errors import ParameterError, SchemaError
 
 __all__ = [
     "PSNR_CAP",
@@ -91,7 +91,8 @@ def ssim(truth: np.ndarray, pred: np.ndarray, data_range: float = 1.0) -> float:
 
     t, p = np.asarray(truth, np.float64), np.asarray(pred, np.float64)
     if t.ndim != 2 or t.shape != p.shape:
-        raise SchemaError(f"ssim: expected two 2-D arrays of one shape, found {t.shape}, {p.shape}")
+        raise ParameterError(
+            f"ssim: expected two 2-D arrays of one shape, found {t.shape}, {p.shape}")
     if min(t.shape) < SSIM_WIN:
         return float("nan")
     ok = np.isfinite(t) & np.isfinite(p)
@@ -162,7 +163,7 @@ def _bounds(w: Window, shape: tuple[int, int]) -> tuple[int, int, int, int]:
     """(row start, row stop, col start, col stop) of a window, clipped to the grid."""
     (a, b, _), (c, d, _) = w[0].indices(shape[0]), w[1].indices(shape[1])
     if b <= a or d <= c:
-        raise SchemaError(f"windows: expected non-empty windows inside {shape}, found {w}")
+        raise ParameterError(f"windows: expected non-empty windows inside {shape}, found {w}")
     return a, b, c, d
 
 
@@ -255,7 +256,7 @@ def evaluate(
         windows = [(slice(0, shape[0]), slice(0, shape[1]))]
     windows = list(windows)
     if not windows:
-        raise SchemaError("windows: expected at least one window, found none")
+        raise ParameterError("windows: expected at least one window, found none")
     bounds = [_bounds(w, shape) for w in windows]
     r0, c0 = min(b[0] for b in bounds), min(b[2] for b in bounds)
     r1, c1 = max(b[1] for b in bounds), max(b[3] for b in bounds)

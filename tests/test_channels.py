@@ -10,7 +10,7 @@ import torch
 import xarray as xr
 
 from geochem_sr import schema
-from geochem_sr.errors import DataError, SchemaError
+from geochem_sr.errors import DataError, ParameterError, SchemaError
 from geochem_sr.features import (
     ASPECT_COS,
     ASPECT_SIN,
@@ -185,7 +185,7 @@ def test_fit_normalisation_floor_and_errors():
     with pytest.warns(UserWarning, match="constant"):
         stats = fit_normalisation(raw)
     assert stats["slope"] == (7.0, 1.0)
-    with pytest.raises(SchemaError, match="mask"):
+    with pytest.raises(ParameterError, match="mask"):
         fit_normalisation(raw, np.ones((3, 3), bool))
     nothing = np.zeros(raw.shape[1:], bool)
     with pytest.raises(DataError, match="lr:As"):
@@ -276,9 +276,9 @@ def test_augmenting_aspect_equals_aspect_of_the_rotated_dem(surface):
 
 def test_augment_needs_both_aspect_channels():
     x = np.zeros((2, 4, 4), np.float32)
-    with pytest.raises(SchemaError, match="aspect"):
+    with pytest.raises(ParameterError, match="aspect"):
         augment(x, None, 1, ["lr:As", ASPECT_SIN])
-    with pytest.raises(SchemaError, match="channels"):
+    with pytest.raises(ParameterError, match="channels"):
         augment(x, None, 1, ["lr:As"])
 
 

@@ -17,7 +17,7 @@ from geochem_sr.data import (
     thin_samples,
     voronoi_units,
 )
-from geochem_sr.errors import GridError, InputFileError, SchemaError
+from geochem_sr.errors import GridError, InputFileError, ParameterError, SchemaError
 
 
 @pytest.fixture(scope="module")
@@ -100,5 +100,5 @@ def test_meuse_inputs_build_a_survey():
     assert set(np.unique(ds[schema.LITHOLOGY].values)) - {-1} == {0, 1, 2}
     lr_ok, hr_ok = np.isfinite(ds[schema.LR].values), np.isfinite(ds[schema.HR].values)
     assert hr_ok.any() and (lr_ok & hr_ok).sum() > 0.5 * hr_ok.sum()
-    with pytest.raises(SchemaError, match="unit_column"):
+    with pytest.raises(ParameterError, match="unit_column"):
         meuse_inputs(unit_column="landuse")

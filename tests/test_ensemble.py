@@ -10,7 +10,7 @@ import torch
 from test_training import FAST, INPUTS, learnable_survey
 
 from geochem_sr import inference
-from geochem_sr.errors import ParameterError, SchemaError
+from geochem_sr.errors import ParameterError
 from geochem_sr.features import stack_inputs
 from geochem_sr.models import GeoSRModel, get_model
 from geochem_sr.sampling import BlockSplitter, prepare_training_data
@@ -59,7 +59,7 @@ def test_ensemble_round_trips_and_predicts_tiled(setup, tmp_path):
 
 
 def test_bad_ensembles_are_refused():
-    with pytest.raises(SchemaError, match="ensemble"):
+    with pytest.raises(ParameterError, match="ensemble"):
         get_model("ensemble", 3, 2, member="ensemble")
     survey = learnable_survey(n=64)
     with pytest.raises(ParameterError, match="ensemble"):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from geochem_sr import experiment as ex
-from geochem_sr.errors import SchemaError
+from geochem_sr.errors import ParameterError, SchemaError
 from geochem_sr.experiment.cache import RowCache
 from geochem_sr.experiment.figure import figure_elements
 from geochem_sr.experiment.findings import check_expectations
@@ -168,7 +168,7 @@ def test_profiles_and_errors() -> None:
     assert t.learning_rate == 1e-3 and t.lr_step == 40 and not t.progress  # Table 5
     assert not gpu.network_kwargs and not cpu.network_kwargs  # the paper's networks
     assert cpu.size_km[0] * cpu.size_km[1] < gpu.size_km[0] * gpu.size_km[1]
-    with pytest.raises(SchemaError, match="profile"):
+    with pytest.raises(ParameterError, match="profile"):
         ex.get_profile("laptop")
 
 

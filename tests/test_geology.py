@@ -40,6 +40,7 @@ from geochem_sr.errors import (
     DataError,
     InputFileError,
     ModelMismatchError,
+    ParameterError,
     SchemaError,
 )
 
@@ -298,7 +299,7 @@ def test_transects_collapse_runs_and_break_at_no_unit_cells():
     assert all(a != b for s in sents for a, b in itertools.pairwise(s))
     assert ["B", "A"] in sents and ["C", "A"] in sents  # columns 2 and 4, north to south
     assert ["B", "C", "A"] in sents  # the NW-SE diagonal from row 0, column 3
-    with pytest.raises(SchemaError, match="method"):
+    with pytest.raises(ParameterError, match="method"):
         unit_sentences(lith, method="sonnets")
 
 
@@ -344,7 +345,7 @@ def test_attribute_tokens_follow_units_and_get_no_vector():
             assert k + 1 == len(flat) or not flat[k + 1].startswith("@")
     vocab = train_unit_vectors(sents, seed=0, window=9)
     assert vocab.units == ("A", "B", "C")
-    with pytest.raises(SchemaError, match="attributes"):
+    with pytest.raises(ParameterError, match="attributes"):
         unit_sentences(lith, attributes={"A": "granite"})
 
 

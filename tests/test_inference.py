@@ -211,7 +211,8 @@ def test_constant_input_gives_a_seam_free_output(survey, key):
         np.testing.assert_allclose(dx[:, :, seams_x], dx[:, :, inside_x], atol=1e-5)
         np.testing.assert_allclose(dy[:, seams_y, :], dy[:, inside_y, :], atol=1e-5)
     if geometry.geometry(model).size_multiple == 1:  # whole tiles: a constant
-        whole = dataclasses.replace(model, extra={**model.extra, "context": "tile"})
+        whole = dataclasses.replace(
+            model, prediction=dataclasses.replace(model.prediction, context="tile"))
         res, _ = inference.predict_array(whole, x, tile=32)
         assert np.ptp(res, axis=(1, 2)).max() <= 1e-5
     # and the same through Dask chunks
@@ -290,7 +291,7 @@ def test_shrinkage_std_scale_and_units(survey):
     model.shrinkage = {"As": 0.0, "Cu": 0.5}
     model.std_scale = {"Au": 2.0}
     floor = float(np.median(raw_std[2]))
-    model.extra = {"std_floor": {"Au": floor}}
+    model.prediction = dataclasses.replace(model.prediction, std_floor={"Au": floor})
     pred = inference.super_resolve(survey, model, tile=64).compute()
     lr = survey[schema.LR].values
     hr = pred[schema.HR_PRED].values
@@ -520,7 +521,8 @@ def test_patch_context_sees_only_a_patch_around_each_cell(survey):
     moved, _ = inference.predict_array(model, far, tile=64)
     np.testing.assert_allclose(moved[:, :, 8 + p:], base[:, :, 8 + p:], atol=1e-6)
     assert np.abs(moved[:, :, :8] - base[:, :, :8]).max() > 1e-3
-    whole = dataclasses.replace(model, extra={**model.extra, "context": "tile"})
+    whole = dataclasses.replace(
+        model, prediction=dataclasses.replace(model.prediction, context="tile"))
     assert geometry.geometry(whole).reach > p
     base_t, _ = inference.predict_array(whole, x, tile=64)
     moved_t, _ = inference.predict_array(whole, far, tile=64)
@@ -580,7 +582,8 @@ def test_calibrated_std_is_one_rule_for_numpy_dask_and_xarray(survey):
         calibrated_std(spread, model)
     assert np.array_equal(calibrate_spread(spread, model), spread, equal_nan=True)
     model.shrinkage, model.std_scale = {"As": 0.5}, {"As": 2.0, "Cu": 1.5}
-    model.extra = {"std_floor": {"As": 0.05, "Cu": 0.01}}
+    model.prediction = dataclasses.replace(model.prediction,
+                                           std_floor={"As": 0.05, "Cu": 0.01})
     out = calibrated_std(spread, model)
     expect = np.float32(2.0) * np.maximum(np.float32(0.5) * spread[0], np.float32(0.05))
     assert np.array_equal(out[0], expect, equal_nan=True)

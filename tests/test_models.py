@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from geochem_sr.errors import DataError, GeoSRError, ParameterError, SchemaError
+from geochem_sr.errors import DataError, GeoSRError, ParameterError
 from geochem_sr.models import (
     ACTIVATIONS,
     SmoothReLU,
@@ -91,7 +91,7 @@ def test_literal_transposed_shortcut_has_same_size():
     assert count_parameters(a) == count_parameters(b)
     out = b(torch.randn(2, 18, 32, 32))
     assert out.shape == (2, 10, 32, 32)
-    with pytest.raises(SchemaError, match="shortcut_upsampling"):
+    with pytest.raises(ParameterError, match="shortcut_upsampling"):
         get_model("multilevel_unet", 18, 10, shortcut_upsampling="bilinear")
 
 
@@ -215,7 +215,7 @@ def test_config_rebuilds_the_network(name):
 
 
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(SchemaError) as err:
+    with pytest.raises(ParameterError) as err:
         get_model("resnet", 18, 10)
     for name in available_models():
         assert name in str(err.value)
@@ -223,23 +223,23 @@ def test_unknown_model_lists_valid_names():
 
 
 def test_bad_arguments_raise_geosr_errors():
-    with pytest.raises(SchemaError, match="invalid arguments"):
+    with pytest.raises(ParameterError, match="invalid arguments"):
         get_model("vdsr", 18, 10, widht=3)
-    with pytest.raises(SchemaError, match="in_channels"):
+    with pytest.raises(ParameterError, match="in_channels"):
         get_model("srcnn", 0, 10)
-    with pytest.raises(SchemaError, match="out_channels"):
+    with pytest.raises(ParameterError, match="out_channels"):
         get_model("unet", 18, 2.5)
-    with pytest.raises(SchemaError, match="activation"):
+    with pytest.raises(ParameterError, match="activation"):
         get_model("unet", 18, 10, activation="swish")
 
 
 def test_bad_inputs_raise_geosr_errors():
     net = get_model("multilevel_unet", 14, 10, **SMALL["multilevel_unet"])
-    with pytest.raises(SchemaError, match="expected 14 channels, found 13"):
+    with pytest.raises(ParameterError, match="expected 14 channels, found 13"):
         net(torch.randn(1, 13, 32, 32))
     with pytest.raises(DataError, match="multiples of 16"):
         net(torch.randn(1, 14, 40, 32))
-    with pytest.raises(SchemaError, match="4-D"):
+    with pytest.raises(ParameterError, match="4-D"):
         get_model("vdsr", 14, 10, depth=3)(torch.randn(14, 32, 32))
 
 

@@ -11,7 +11,7 @@ import xarray as xr
 from conftest import make_survey
 
 from geochem_sr import features, schema
-from geochem_sr.errors import DataError, ModelMismatchError, SchemaError
+from geochem_sr.errors import DataError, ModelMismatchError, ParameterError, SchemaError
 from geochem_sr.features import add_lr_view, lr_view, site_counts
 
 
@@ -86,7 +86,7 @@ def test_unseen_aspect_turns_with_the_map():
         np.testing.assert_array_equal(same[:2], same[2:])
         back, _ = features.augment(out, None, features.inverse_augmentation(k), names)
         np.testing.assert_allclose(back, x)
-    with pytest.raises(SchemaError, match="both"):
+    with pytest.raises(ParameterError, match="both"):
         features.augment(x[:3], None, 1, names[:3])
 
 

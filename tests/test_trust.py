@@ -12,7 +12,7 @@ import xarray as xr
 from scipy import ndimage
 
 from geochem_sr import schema
-from geochem_sr.errors import DataError, ModelMismatchError, SchemaError
+from geochem_sr.errors import DataError, ModelMismatchError, ParameterError, SchemaError
 from geochem_sr.inference import applicability, calibrated_std
 from geochem_sr.models import GeoSRModel
 from geochem_sr.sampling import BlockSplitter
@@ -169,7 +169,7 @@ def test_calibrated_coverage_on_test_blocks(learnable_case) -> None:
         assert r["coverage_1std_val"] == pytest.approx(COVERAGE_1STD, abs=0.01)
         assert 0.60 <= r["coverage_1std"] <= 0.75
         assert 0.85 <= r["coverage_2std"] <= 0.99
-        assert cal.std_scale[el] > 0 and cal.extra["std_floor"][el] > 0
+        assert cal.std_scale[el] > 0 and cal.prediction.std_floor[el] > 0
     text = cal.summary()
     for el in model.elements:
         assert f"{cal.validation['per_element'][el]['coverage_1std']:.2f}" in text
@@ -184,8 +184,8 @@ def test_calibrated_std_reproduces_the_measured_coverage(learnable_case) -> None
 
     ds, model, cal = learnable_case
     x = stack_inputs(ds, model.channels, model.norm_stats).values
-    raw = dataclasses.replace(cal, shrinkage={}, std_scale={}, extra={
-        k: v for k, v in cal.extra.items() if k != "std_floor"})  # the network alone
+    raw = dataclasses.replace(cal, shrinkage={}, std_scale={}, prediction=dataclasses.replace(
+        cal.prediction, std_floor=None))  # the network alone
     r, spread = predict_array(raw, x, tta=True)
     t = target_residual(ds, model.elements).values
     std = calibrated_std(spread, cal)
@@ -194,7 +194,8 @@ def test_calibrated_std_reproduces_the_measured_coverage(learnable_case) -> None
     test = training_roles(ds, model).values == 3
     for k, el in enumerate(model.elements):
         s = cal.shrinkage[el]
-        assert np.all(std[k] >= cal.std_scale[el] * cal.extra["std_floor"][el] * (1 - 1e-6))
+        floor = cal.prediction.std_floor[el]
+        assert np.all(std[k] >= cal.std_scale[el] * floor * (1 - 1e-6))
         ok = test & np.isfinite(t[k]) & np.isfinite(r[k])
         cover = np.mean(np.abs(t[k] - s * r[k])[ok] <= std[k][ok])
         assert cover == pytest.approx(cal.validation["per_element"][el]["coverage_1std"],
@@ -219,11 +220,11 @@ def test_calibration_is_deterministic_and_checks_the_roles(learnable_case) -> No
     assert again.aoa == cal.aoa
     roles = training_roles(ds, model)
     assert dict(zip(*np.unique(roles.values, return_counts=True), strict=True))[2] == \
-        model.extra["split"]["cells"]["val"]
+        model.training.split["cells"]["val"]
     with pytest.raises(ModelMismatchError, match="seed"):
         calibrate(ds, model, seed=12345)
-    other = dataclasses.replace(model, extra={**model.extra, "split": {
-        **model.extra["split"], "block_size_cells": [24, 24]}})
+    other = dataclasses.replace(model, training=dataclasses.replace(model.training, split={
+        **model.training.split, "block_size_cells": [24, 24]}))
     with pytest.raises(ModelMismatchError, match="recorded"):
         calibrate(ds, other)
 
@@ -267,7 +268,7 @@ def test_cross_validated_gain_is_positive_for_a_learnable_residual() -> None:
 
 def test_cross_validation_refuses_its_own_splitter() -> None:
     ds = make_case("noise", n=48)
-    with pytest.raises(SchemaError, match="splitter"):
+    with pytest.raises(ParameterError, match="splitter"):
         cross_validate(ds, "srcnn", "geochem", splitter=BlockSplitter(16))
 
 

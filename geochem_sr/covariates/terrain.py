@@ -28,16 +28,6 @@ MAX_COARSENING = 4.0
 COARSE_WARNING = 2.0
 
 
-def _squeeze_band(dem: xr.DataArray) -> xr.DataArray:
-    if "band" in dem.dims:
-        if dem.sizes["band"] != 1:
-            raise SchemaError(f"DEM: expected one band, found {dem.sizes['band']}")
-        dem = dem.squeeze("band", drop=True)
-    if set(dem.dims) != {schema.Y, schema.X}:
-        raise SchemaError(f"DEM: expected dims ('y', 'x'), found {dem.dims}")
-    return dem.transpose(schema.Y, schema.X)
-
-
 def _masked(dem: xr.DataArray) -> xr.DataArray:
     """Float64 DEM with its nodata value turned into NaN (and declared NaN)."""
     nodata = dem.rio.nodata
@@ -139,11 +129,13 @@ def terrain_from_dem(
     import rioxarray  # noqa: F401  (registers .rio)
     from rasterio.enums import Resampling
 
+    from geochem_sr.io.rasters import single_band  # (io imports geopandas)
+
     if not isinstance(dem, xr.DataArray):
         raise SchemaError(f"DEM: expected an xarray.DataArray, found {type(dem).__name__}")
     schema.check_grid(grid, "grid")
     schema.check_crs(grid, "grid")
-    dem = _squeeze_band(dem)
+    dem = single_band(dem, "DEM", SchemaError).transpose(schema.Y, schema.X)
     if dem.rio.crs is None:
         raise CRSError("DEM: expected a CRS (dem.rio.write_crs(...)), found none")
     _check_resolution(dem, grid, max_coarsening)

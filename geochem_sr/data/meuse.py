@@ -28,7 +28,7 @@ from geochem_sr.data.derived import (
     thin_samples,
     voronoi_units,
 )
-from geochem_sr.errors import InputFileError, SchemaError
+from geochem_sr.errors import InputFileError, ParameterError
 
 __all__ = [
     "MEUSE_CRS",
@@ -174,7 +174,7 @@ def meuse_inputs(
 
     Raises
     ------
-    SchemaError
+    ParameterError
         ``unit_column`` not one of the two class columns.
 
     Notes
@@ -188,7 +188,8 @@ def meuse_inputs(
     """
     tables = {"soil": MEUSE_SOIL_UNITS, "ffreq": MEUSE_FLOOD_CLASSES}
     if unit_column not in tables:
-        raise SchemaError(f"unit_column: expected one of {sorted(tables)}, found {unit_column!r}")
+        raise ParameterError(
+            f"unit_column: expected one of {sorted(tables)}, found {unit_column!r}")
     dense = load_meuse()
     sparse = thin_samples(dense, sparse_spacing, seed=seed)
     xmin, ymin, xmax, ymax = dense.total_bounds

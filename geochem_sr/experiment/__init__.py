@@ -8,37 +8,11 @@ Profiles (:data:`PROFILES`): ``smoke`` (tests), ``cpu`` (about an hour), ``gpu``
 
 from __future__ import annotations
 
+from geochem_sr.experiment import profiles
 from geochem_sr.experiment.baselines import regression_kriging
-from geochem_sr.experiment.profiles import (
-    BASELINE_LABELS,
-    BASELINES,
-    INPUT_SETS,
-    NETWORK_LABELS,
-    NETWORKS,
-    PROFILES,
-    TABLE_COLUMNS,
-    TOOLKIT_INPUTS,
-    TOOLKIT_LABEL,
-    Profile,
-    get_profile,
-)
+from geochem_sr.experiment.profiles import *
 from geochem_sr.experiment.report import render_results, table_frame
 from geochem_sr.experiment.run import run_experiment
 
-__all__ = [
-    "NETWORKS",
-    "NETWORK_LABELS",
-    "INPUT_SETS",
-    "TOOLKIT_INPUTS",
-    "TOOLKIT_LABEL",
-    "BASELINES",
-    "BASELINE_LABELS",
-    "TABLE_COLUMNS",
-    "Profile",
-    "PROFILES",
-    "get_profile",
-    "regression_kriging",
-    "run_experiment",
-    "render_results",
-    "table_frame",
-]
+__all__ = [*profiles.__all__, "regression_kriging", "run_experiment", "render_results",
+           "table_frame"]

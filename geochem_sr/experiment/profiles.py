@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from geochem_sr.errors import SchemaError
+from geochem_sr.errors import ParameterError
 from geochem_sr.training import TrainConfig
 
 __all__ = [
@@ -190,13 +190,13 @@ def get_profile(profile: str | Profile) -> Profile:
 
     Raises
     ------
-    SchemaError
+    ParameterError
         Unknown profile name.
     """
     if isinstance(profile, Profile):
         return profile
     if profile not in PROFILES:
-        raise SchemaError(f"profile: expected one of {sorted(PROFILES)}, found {profile!r}")
+        raise ParameterError(f"profile: expected one of {sorted(PROFILES)}, found {profile!r}")
     return PROFILES[profile]
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from geochem_sr.errors import SchemaError
+from geochem_sr.errors import ParameterError
 from geochem_sr.features.names import VECTOR_PAIRS
 
 __all__ = ["N_AUGMENTATIONS", "augment", "inverse_augmentation"]
@@ -18,7 +18,7 @@ N_AUGMENTATIONS = 8
 
 def _check_k(k: int) -> int:
     if not 0 <= int(k) < N_AUGMENTATIONS:
-        raise ValueError(f"k: expected an augmentation index in 0..7, found {k}")
+        raise ParameterError(f"k: expected an augmentation index in 0..7, found {k}")
     return int(k)
 
 
@@ -104,7 +104,7 @@ def augment(
         return xs, ys
     channels = [str(c) for c in channels]
     if len(channels) != xs.shape[-3]:
-        raise SchemaError(
+        raise ParameterError(
             f"channels: expected {xs.shape[-3]} names (the channel axis of x), "
             f"found {len(channels)}"
         )
@@ -112,7 +112,7 @@ def augment(
     for pair in VECTOR_PAIRS:
         has = [c in channels for c in pair]
         if any(has) and not all(has):
-            raise SchemaError(
+            raise ParameterError(
                 f"channels: an aspect vector needs both {pair} to be rotated, found {channels}"
             )
         if all(has) and k != 0:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import xarray as xr
 
 from geochem_sr import schema
-from geochem_sr.errors import SchemaError
+from geochem_sr.errors import ParameterError
 
 __all__ = [
     "CHANNEL",
@@ -81,13 +81,13 @@ def channel_names(
     groups = schema.parse_input_set(inputs)
     elements = [str(e) for e in elements]
     if not elements:
-        raise SchemaError("elements: expected at least one element, found none")
+        raise ParameterError("elements: expected at least one element, found none")
     names = [f"{LR_PREFIX}{el}" for el in elements]
     if "terrain" in groups:
         names += [schema.ELEVATION, schema.SLOPE, ASPECT_SIN, ASPECT_COS]
     if "geology" in groups:
         if int(n_embedding) < 1:
-            raise SchemaError(f"n_embedding: expected a positive size, found {n_embedding}")
+            raise ParameterError(f"n_embedding: expected a positive size, found {n_embedding}")
         names += [f"{EMBEDDING_PREFIX}{i}" for i in range(int(n_embedding))]
     if "faults" in groups:
         names.append(schema.FAULT_DISTANCE)

@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from geochem_sr import schema
-from geochem_sr.errors import SchemaError
+from geochem_sr.errors import ParameterError, SchemaError
 from geochem_sr.features.names import (
     ASPECT_COS,
     ASPECT_SIN,
@@ -144,9 +144,9 @@ def stack_inputs(
     """
     channels = [str(c) for c in channels]
     if not channels:
-        raise SchemaError("channels: expected at least one channel name, found none")
+        raise ParameterError("channels: expected at least one channel name, found none")
     if len(set(channels)) != len(channels):
-        raise SchemaError(f"channels: expected unique names, found {channels}")
+        raise ParameterError(f"channels: expected unique names, found {channels}")
     pieces = []
     for name in channels:
         da = raw_channel(ds, name).astype(np.float32)

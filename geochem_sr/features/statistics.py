@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 
 from geochem_sr import schema
-from geochem_sr.errors import DataError, SchemaError
+from geochem_sr.errors import DataError, ParameterError, SchemaError
 from geochem_sr.features.names import CHANNEL, DIRECTIONAL_CHANNELS
 
 __all__ = ["STD_FLOOR", "fit_normalisation"]
@@ -51,7 +51,7 @@ def fit_normalisation(
         m = mask.values if isinstance(mask, xr.DataArray) else np.asarray(mask)
         shape = (stacked.sizes[schema.Y], stacked.sizes[schema.X])
         if m.shape != shape:
-            raise SchemaError(f"mask: expected shape {shape} (y, x), found {m.shape}")
+            raise ParameterError(f"mask: expected shape {shape} (y, x), found {m.shape}")
         data = stacked.where(xr.DataArray(m.astype(bool), dims=(schema.Y, schema.X)))
     data = data.astype(np.float64)
     dims = (schema.Y, schema.X)

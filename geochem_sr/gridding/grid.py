@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from geochem_sr import schema
-from geochem_sr.errors import DataError, GeoSRError
+from geochem_sr.errors import DataError, ParameterError
 from geochem_sr.gridding.plan import (
     Plan,
     chunk_sizes,
@@ -122,9 +122,10 @@ def grid_samples(
     Raises
     ------
     GeoSRError
-        ``SchemaError`` (missing columns, bad parameters), ``CRSError`` (no CRS, geographic
-        grid), ``DataError`` (non-numeric or non-positive values, an element with no value,
-        fewer than 3 locations, no sample inside the grid).
+        ``SchemaError`` (missing columns), ``ParameterError`` (bad parameters),
+        ``CRSError`` (no CRS, geographic grid), ``DataError`` (non-numeric or non-positive
+        values, an element with no value, fewer than 3 locations, no sample inside the
+        grid).
 
     Examples
     --------
@@ -134,17 +135,17 @@ def grid_samples(
     import rioxarray  # noqa: F401  (registers .rio)
 
     if method not in METHODS:
-        raise GeoSRError(f"method: expected one of {METHODS}, found {method!r}")
+        raise ParameterError(f"method: expected one of {METHODS}, found {method!r}")
     if return_variance and method != "kriging":
-        raise GeoSRError(
+        raise ParameterError(
             f"return_variance: a kriging variance exists only for method='kriging', "
             f"found method={method!r}"
         )
     if int(k) < 1:
-        raise GeoSRError(f"k: expected a positive number of neighbours, found {k}")
+        raise ParameterError(f"k: expected a positive number of neighbours, found {k}")
     for name, val in (("search_radius", search_radius), ("max_distance", max_distance)):
         if val is not None and not float(val) > 0:
-            raise GeoSRError(f"{name}: expected a positive distance in metres, found {val}")
+            raise ParameterError(f"{name}: expected a positive distance in metres, found {val}")
     dx, dy = schema.check_grid(grid, "grid")
     schema.check_crs(grid, "grid")
     elements = element_columns(samples, elements)

@@ -60,7 +60,8 @@ def compiled_kernels() -> dict[str, Any]:
                 import numba
 
                 jit = numba.njit(cache=True, nogil=True)
-                kernels = krige_kernels.compile_kernels(jit)
-                kernels.update(knn_kernels.compile_kernels(jit))
-                _KERNELS.update(kernels)
+                krige_kernels.compile_helpers(jit)  # the kriging kernels call them
+                _KERNELS.update({name: jit(kernel)
+                                 for module in (krige_kernels, knn_kernels)
+                                 for name, kernel in module.KERNELS.items()})
     return _KERNELS

@@ -1,7 +1,8 @@
 """Compiled kernels that need no variogram (plain Python here; numba-jitted).
 
 The k-nearest selection of cells among their tile's candidates, the distinct neighbour
-sets of cells, and inverse-distance weighting. :func:`compile_kernels` jits them.
+sets of cells, and inverse-distance weighting. :data:`KERNELS` names them for
+:func:`~geochem_sr.gridding.kernels.compiled_kernels`, which jits them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["compile_kernels"]
+__all__ = ["KERNELS"]
 
 
 def _py_select(cell_x, cell_y, cell_tile, cand, cand_x, cand_y, n_cand, k, mult,  # noqa: ANN001, ANN202
@@ -171,17 +172,8 @@ def _py_set_ids(idx, key, first, inv):  # noqa: ANN001, ANN202
     return n_sets
 
 
-def compile_kernels(jit: Callable[[Any], Any]) -> dict[str, Any]:
-    """Jit these kernels with ``jit`` (e.g. ``numba.njit(cache=True)``).
-
-    Parameters
-    ----------
-    jit : callable
-        Turns a plain-Python kernel into a compiled one.
-
-    Returns
-    -------
-    dict
-        ``select``, ``set_ids`` and ``idw``.
-    """
-    return {"select": jit(_py_select), "set_ids": jit(_py_set_ids), "idw": jit(_py_idw)}
+#: Kernel name -> plain-Python kernel, jitted by
+#: :func:`~geochem_sr.gridding.kernels.compiled_kernels`.
+KERNELS: dict[str, Callable[..., Any]] = {
+    "select": _py_select, "set_ids": _py_set_ids, "idw": _py_idw,
+}

@@ -2,7 +2,9 @@
 
 Each distinct neighbour set's system is solved by Cholesky in covariance form, or by
 pivoted LU in variogram form where that fails; the evaluators then give each cell's
-estimate (and variance) from the solved set. :func:`compile_kernels` jits them.
+estimate (and variance) from the solved set. :data:`KERNELS` names them for
+:func:`~geochem_sr.gridding.kernels.compiled_kernels`, which jits them after
+:func:`compile_helpers`.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import numpy as np
 
 from geochem_sr.gridding.variogram import VARIOGRAM_MODELS
 
-__all__ = ["compile_kernels", "variogram_args"]
+__all__ = ["KERNELS", "compile_helpers", "variogram_args"]
 
 _MODEL_ID = {name: i for i, name in enumerate(VARIOGRAM_MODELS)}
 
-# the jitted semivariance and matrix builder, called by the kernels below (set on compiling)
+# the jitted semivariance and matrix builder, called by the kernels below
+# (set by compile_helpers before the kernels compile)
 _nb_gamma: Any = None
 _nb_build: Any = None
 
@@ -332,22 +335,17 @@ def _py_krige_eval(idx, d, inv, alpha, ainv, sentinel, vp, eps,  # noqa: ANN001,
             var[c] = q if any_valid else np.nan
 
 
-def compile_kernels(jit: Callable[[Any], Any]) -> dict[str, Any]:
-    """Jit the kriging kernels with ``jit`` (e.g. ``numba.njit(cache=True)``).
-
-    Parameters
-    ----------
-    jit : callable
-        Turns a plain-Python kernel into a compiled one.
-
-    Returns
-    -------
-    dict
-        ``ok_matrices``, ``ok_solve``, ``krige_eval``, ``ch_solve`` and ``ch_eval``.
-    """
+def compile_helpers(jit: Callable[[Any], Any]) -> None:
+    """Jit the semivariance and the matrix builder the kernels call, with ``jit`` (e.g.
+    ``numba.njit(cache=True)``); before the kernels of :data:`KERNELS` are compiled."""
     global _nb_gamma, _nb_build
     _nb_gamma = jit(_py_gamma)
     _nb_build = jit(_py_build)
-    return {"ok_matrices": jit(_py_ok_matrices), "ok_solve": jit(_py_ok_solve),
-            "krige_eval": jit(_py_krige_eval), "ch_solve": jit(_py_ch_solve),
-            "ch_eval": jit(_py_ch_eval)}
+
+
+#: Kernel name -> plain-Python kernel, jitted by
+#: :func:`~geochem_sr.gridding.kernels.compiled_kernels` (after :func:`compile_helpers`).
+KERNELS: dict[str, Callable[..., Any]] = {
+    "ok_matrices": _py_ok_matrices, "ok_solve": _py_ok_solve, "krige_eval": _py_krige_eval,
+    "ch_solve": _py_ch_solve, "ch_eval": _py_ch_eval,
+}

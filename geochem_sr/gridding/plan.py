@@ -17,7 +17,7 @@ import xarray as xr
 from scipy.spatial import cKDTree
 
 from geochem_sr import schema
-from geochem_sr.errors import DataError, SchemaError
+from geochem_sr.errors import DataError, ParameterError
 from geochem_sr.gridding.estimate import idw_cells, krige_cells
 from geochem_sr.gridding.kernels import single_threaded_blas
 from geochem_sr.gridding.neighbours import (
@@ -317,7 +317,7 @@ def chunk_sizes(grid: xr.Dataset, chunks: int | Mapping[str, int] | None
     cy = grid.sizes[schema.Y] if cy in (-1, None) else int(cy)
     cx = grid.sizes[schema.X] if cx in (-1, None) else int(cx)
     if cy < 1 or cx < 1:
-        raise SchemaError(f"chunks: expected positive sizes, found {chunks!r}")
+        raise ParameterError(f"chunks: expected positive sizes, found {chunks!r}")
     return cy, cx
 
 

@@ -13,7 +13,7 @@ import xarray as xr
 from scipy.spatial import cKDTree
 
 from geochem_sr import schema
-from geochem_sr.errors import CRSError, DataError, SchemaError
+from geochem_sr.errors import CRSError, DataError, ParameterError, SchemaError
 
 __all__ = ["DUPLICATE_TOLERANCE", "element_columns", "log_values", "merge_duplicates",
            "sample_points"]
@@ -34,9 +34,9 @@ def element_columns(samples: Any, elements: Sequence[str] | None) -> list[str]:
             )
     elements = [str(e) for e in elements]
     if not elements:
-        raise SchemaError("elements: expected at least one element, found an empty list")
+        raise ParameterError("elements: expected at least one element, found an empty list")
     if len(set(elements)) != len(elements):
-        raise SchemaError(f"elements: expected distinct names, found {elements}")
+        raise ParameterError(f"elements: expected distinct names, found {elements}")
     missing = [e for e in elements if e not in samples.columns]
     if missing:
         raise SchemaError(f"samples: expected columns {missing}, found {columns}")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from geochem_sr.errors import SchemaError
+from geochem_sr.errors import ParameterError
 from geochem_sr.inference.calibration import calibrate_spread
 from geochem_sr.inference.geometry import bounds, chunk_sizes, resolve_tiling
-from geochem_sr.inference.network import device_of
+from geochem_sr.inference.network import NetworkRun, device_of
 from geochem_sr.inference.windows import Mosaic, axis_weights, end_pad, predict_windows
 from geochem_sr.models import GeoSRModel
 
@@ -68,7 +68,7 @@ def predict_array(
 
     Raises
     ------
-    SchemaError
+    ParameterError
         ``inputs`` is not ``(C, H, W)`` with the model's channel count, or a tiling
         argument is invalid.
 
@@ -80,15 +80,14 @@ def predict_array(
     """
     x = np.asarray(inputs, dtype=np.float32)
     if x.ndim != 3 or x.shape[0] != len(model.channels):
-        raise SchemaError(
+        raise ParameterError(
             f"inputs: expected an array (channel, y, x) with {len(model.channels)} channels "
             f"({model.channels}), found shape {x.shape}"
         )
     if x.shape[1] == 0 or x.shape[2] == 0:
-        raise SchemaError(f"inputs: expected a non-empty region, found shape {x.shape}")
+        raise ParameterError(f"inputs: expected a non-empty region, found shape {x.shape}")
     geom, tile, halo, blend = resolve_tiling(model, tile, halo, blend)
-    dev = device_of(device)
-    digest = model.digest
+    run = NetworkRun(model, model.digest, device_of(device), tta, batch_size)
     _, ny, nx = x.shape
     mask = np.isnan(x).any(axis=0)
     xp = np.pad(x, ((0, 0), (halo, halo), (halo, halo)), mode="reflect")
@@ -104,8 +103,7 @@ def predict_array(
                                    geom.size_multiple))
             where.append((ys, xs, y0, y1, x0, x1, np.outer(ay, ax)))
     mosaic = Mosaic(len(model.elements), (ny, nx), tta)
-    for i, res, spread in predict_windows(model, digest, windows, tta=tta, device=dev,
-                                          batch_size=batch_size):
+    for i, res, spread in predict_windows(run, windows):
         ys, xs, y0, y1, x0, x1, w = where[i]
         # local offset of region cell r in window i is r - (s - halo)
         loc = (slice(None), slice(y0 - ys + halo, y1 - ys + halo),

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from geochem_sr.errors import SchemaError
+from geochem_sr.errors import ParameterError, SchemaError
 from geochem_sr.models import CONTEXTS, DEFAULT_CONTEXT, GeoSRModel
 
 __all__ = [
@@ -118,11 +118,11 @@ def resolve_tiling(
     g = geometry(model)
     m, reach = alignment(model)
     if isinstance(tile, bool) or not isinstance(tile, int | np.integer) or tile < 1:
-        raise SchemaError(f"tile: expected a positive number of cells, found {tile!r}")
+        raise ParameterError(f"tile: expected a positive number of cells, found {tile!r}")
     if halo is None:
         halo = default_halo(model)
     if isinstance(halo, bool) or not isinstance(halo, int | np.integer) or halo < 0:
-        raise SchemaError(f"halo: expected a number of cells >= 0, found {halo!r}")
+        raise ParameterError(f"halo: expected a number of cells >= 0, found {halo!r}")
     halo = round_up(halo, m)
     tile = max(round_up(tile, m), halo, m)
     if halo < reach:
@@ -138,7 +138,7 @@ def resolve_tiling(
     if blend is None:
         blend = halo - reach if halo >= reach else halo // 2
     if isinstance(blend, bool) or not isinstance(blend, int | np.integer) or blend < 0:
-        raise SchemaError(f"blend: expected a number of cells >= 0, found {blend!r}")
+        raise ParameterError(f"blend: expected a number of cells >= 0, found {blend!r}")
     blend = min(int(blend), halo, tile // 2)
     return g, int(tile), int(halo), int(blend)
 

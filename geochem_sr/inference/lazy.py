@@ -17,7 +17,7 @@ from geochem_sr.inference.applicability import applicability as aoa_of
 from geochem_sr.inference.calibration import apply_residual, shrink_factors
 from geochem_sr.inference.geometry import chunk_sizes, resolve_tiling
 from geochem_sr.inference.inputs import prepare_inputs, sparse_map
-from geochem_sr.inference.network import device_of
+from geochem_sr.inference.network import NetworkRun, device_of
 from geochem_sr.inference.windows import predict_block
 from geochem_sr.models import GeoSRModel
 
@@ -54,9 +54,8 @@ def block_task(
     (_, iy, ix), (_, ny, nx) = info["chunk-location"], info["num-chunks"]
     pads = (halo if iy == 0 else 0, halo if iy == ny - 1 else 0,
             halo if ix == 0 else 0, halo if ix == nx - 1 else 0)
-    res, spread = predict_block(x_ext, pads, model, digest, halo=halo,
-                                size_multiple=size_multiple, tta=tta,
-                                device=device_of(device), batch_size=batch_size)
+    run = NetworkRun(model, digest, device_of(device), tta, batch_size)
+    res, spread = predict_block(x_ext, pads, run, halo=halo, size_multiple=size_multiple)
     return res if spread is None else np.concatenate([res, spread], axis=0)
 
 

@@ -12,6 +12,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from geochem_sr.models import GeoSRModel
 
 __all__ = [
     "MAX_BATCH_CELLS",
+    "NetworkRun",
     "clear_cache",
     "device_of",
     "forward",
@@ -117,34 +119,53 @@ class _NullLock:
         return None
 
 
+@dataclass(frozen=True)
+class NetworkRun:
+    """A model's network and how it is run on windows.
+
+    Attributes
+    ----------
+    model : GeoSRModel
+    digest : str
+        ``model.digest``: its network is built once per process, digest and device.
+    device : str
+        Torch device (:func:`device_of`).
+    tta : bool
+        Test-time augmentation: the mean and spread over the 8 rotations/mirrors.
+    batch_size : int or None
+        Windows per forward; None: as many as :data:`MAX_BATCH_CELLS` cells allow.
+    """
+
+    model: GeoSRModel
+    digest: str
+    device: str
+    tta: bool = False
+    batch_size: int | None = None
+
+
 def predict_whole(
-    model: GeoSRModel,
-    digest: str,
-    windows: Sequence[np.ndarray],
-    *,
-    tta: bool,
-    device: str,
-    batch_size: int | None,
+    run: NetworkRun, windows: Sequence[np.ndarray]
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
     """Predict zero-filled windows ``(C, h, w)``; yield ``(index, residual, spread)``.
 
-    Windows of the same shape are batched. With ``tta`` each window is predicted under
+    Windows of the same shape are batched. With ``run.tta`` each window is predicted under
     the 8 rotations/mirrors (aspect vector turned with the map), each prediction is turned
     back, and the mean and the standard deviation (ddof 0) over the 8 are returned.
     """
     from geochem_sr.features import N_AUGMENTATIONS, augment, inverse_augmentation
 
-    net = network(model, digest, device)
+    model, device = run.model, run.device
+    net = network(model, run.digest, device)
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, w in enumerate(windows):
         groups.setdefault(tuple(w.shape), []).append(i)
     for shape, idx in groups.items():
         cells = int(shape[1]) * int(shape[2])
-        n = batch_size or max(1, MAX_BATCH_CELLS // max(cells, 1))
+        n = run.batch_size or max(1, MAX_BATCH_CELLS // max(cells, 1))
         for start in range(0, len(idx), n):
             part = idx[start:start + n]
             xb = np.stack([windows[i] for i in part])
-            if not tta:
+            if not run.tta:
                 yb = forward(net, xb, device)
                 for j, i in enumerate(part):
                     yield i, yb[j], None

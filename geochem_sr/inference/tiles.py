@@ -15,13 +15,13 @@ import numpy as np
 import xarray as xr
 
 from geochem_sr import schema
-from geochem_sr.errors import GeoSRError, SchemaError
+from geochem_sr.errors import GeoSRError, ParameterError
 from geochem_sr.features import stack_inputs, variables_of
 from geochem_sr.inference.calibration import apply_residual, shrink_factors
 from geochem_sr.inference.geometry import bounds, geometry
 from geochem_sr.inference.inputs import needs_embedding, prepare_inputs, sparse_map
 from geochem_sr.inference.lazy import ATTR_PREFIX, super_resolve
-from geochem_sr.inference.network import device_of
+from geochem_sr.inference.network import NetworkRun, device_of
 from geochem_sr.inference.stores import (
     LEDGER_DIR,
     TileJob,
@@ -95,9 +95,8 @@ def _load_tile(job: TileJob, model: GeoSRModel, i: int, j: int, scheduler: str) 
 def _compute_tile(job: TileJob, model: GeoSRModel, loaded: tuple) -> dict[str, np.ndarray]:
     """Network, mask, shrinkage, concentrations: the arrays of one tile."""
     x_ext, lr, pads = loaded
-    res, spread = predict_block(x_ext, pads, model, job.digest, halo=job.halo,
-                                size_multiple=job.size_multiple, tta=job.tta,
-                                device=device_of(job.device), batch_size=job.batch_size)
+    run = NetworkRun(model, job.digest, device_of(job.device), job.tta, job.batch_size)
+    res, spread = predict_block(x_ext, pads, run, halo=job.halo, size_multiple=job.size_multiple)
     with np.errstate(over="ignore", invalid="ignore"):
         hr, applied = apply_residual(lr, res, shrink_factors(model))
     data = {schema.HR_PRED: hr, schema.RESIDUAL_PRED: applied}
@@ -266,9 +265,9 @@ def predict_to_zarr(
     import geochem_sr.io as gio
 
     if scheduler is not None and workers is not None:
-        raise SchemaError("scheduler, workers: expected at most one of them, found both")
+        raise ParameterError("scheduler, workers: expected at most one of them, found both")
     if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
-        raise SchemaError(f"workers: expected a positive number of workers, found {workers!r}")
+        raise ParameterError(f"workers: expected a positive number of workers, found {workers!r}")
     if not isinstance(model, GeoSRModel):
         model = GeoSRModel.load(model)
     src, out = Path(in_path).resolve(), Path(out_path)

@@ -13,8 +13,7 @@ import numpy as np
 
 from geochem_sr.inference.calibration import calibrate_spread
 from geochem_sr.inference.geometry import patch_context, round_up
-from geochem_sr.inference.network import predict_whole
-from geochem_sr.models import GeoSRModel
+from geochem_sr.inference.network import NetworkRun, predict_whole
 
 __all__ = [
     "Mosaic",
@@ -75,13 +74,7 @@ def _sub_weights(p: int) -> np.ndarray:
 
 
 def predict_windows(
-    model: GeoSRModel,
-    digest: str,
-    windows: Sequence[np.ndarray],
-    *,
-    tta: bool,
-    device: str,
-    batch_size: int | None,
+    run: NetworkRun, windows: Sequence[np.ndarray]
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
     """Predict zero-filled windows ``(C, h, w)`` in the model's context; yield
     ``(index, residual, spread)``.
@@ -90,10 +83,9 @@ def predict_windows(
     ``patch_size // 2`` cells on a lattice fixed to the window's origin, blended with a
     separable ``sin**2`` weight; in tile context it is predicted whole.
     """
-    ctx = patch_context(model)
+    ctx = patch_context(run.model)
     if ctx is None:
-        yield from predict_whole(model, digest, windows, tta=tta, device=device,
-                                 batch_size=batch_size)
+        yield from predict_whole(run, windows)
         return
     p, step = ctx
     weight = np.outer(_sub_weights(p), _sub_weights(p))
@@ -103,9 +95,8 @@ def predict_windows(
         w = np.pad(w, ((0, 0), (0, hp - h), (0, wp - wd)))
         pos = [(a, b) for a in range(0, hp - p + 1, step) for b in range(0, wp - p + 1, step)]
         subs = [w[:, a:a + p, b:b + p] for a, b in pos]
-        mosaic = Mosaic(len(model.elements), (hp, wp), tta)
-        for j, res, spread in predict_whole(model, digest, subs, tta=tta, device=device,
-                                            batch_size=batch_size):
+        mosaic = Mosaic(len(run.model.elements), (hp, wp), run.tta)
+        for j, res, spread in predict_whole(run, subs):
             a, b = pos[j]
             mosaic.add(slice(a, a + p), slice(b, b + p), weight, res, spread)
         yield (i, *mosaic.result(slice(0, h), slice(0, wd)))
@@ -123,14 +114,10 @@ def end_pad(x: np.ndarray, m: int) -> np.ndarray:
 def predict_block(
     x_ext: np.ndarray,
     pads: tuple[int, int, int, int],
-    model: GeoSRModel,
-    digest: str,
+    run: NetworkRun,
     *,
     halo: int,
     size_multiple: int,
-    tta: bool,
-    device: str,
-    batch_size: int | None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Predict the core of one tile from its extended block (the Dask and Zarr path).
 
@@ -151,14 +138,13 @@ def predict_block(
     xp = end_pad(xp, size_multiple)
     ch = x_ext.shape[1] + top + bottom - 2 * halo
     cw = x_ext.shape[2] + left + right - 2 * halo
-    (_, res, spread), = predict_windows(model, digest, [xp], tta=tta, device=device,
-                                        batch_size=batch_size)
+    (_, res, spread), = predict_windows(run, [xp])
     core = (slice(None), slice(halo, halo + ch), slice(halo, halo + cw))
     res = res[core].copy()
     cmask = mask[halo:halo + ch, halo:halo + cw]
     res[:, cmask] = np.nan
     if spread is not None:
-        spread = calibrate_spread(spread[core], model)
+        spread = calibrate_spread(spread[core], run.model)
         spread[:, cmask] = np.nan
     return res, spread
 

@@ -14,16 +14,36 @@ from geochem_sr import schema
 from geochem_sr.errors import (
     CRSError,
     DataError,
+    GeoSRError,
     InputFileError,
 )
 from geochem_sr.io.vectors import check_extent
 
-__all__ = ["ELEVATION_RANGE", "NODATA_CODES", "read_dem"]
+__all__ = ["ELEVATION_RANGE", "NODATA_CODES", "read_dem", "single_band"]
 
 #: Plausible elevations (m): the deepest ocean trench to above the highest summit.
 ELEVATION_RANGE = (-11000.0, 9000.0)
 #: Values that mean "no data" in DEMs that do not declare it: masked, with a warning.
 NODATA_CODES = (-32768.0, -32767.0, -9999.0, -99999.0, float(np.finfo(np.float32).min))
+
+
+def single_band(dem: xr.DataArray, label: str,
+                error: type[GeoSRError] = InputFileError) -> xr.DataArray:
+    """The ``(y, x)`` plane of a one-band raster (its ``band`` dimension dropped).
+
+    Raises
+    ------
+    GeoSRError
+        ``error`` (a file's by default), naming ``label``: more than one band, or other
+        dimensions than ``band``, ``y`` and ``x``.
+    """
+    if "band" in dem.dims:
+        if dem.sizes["band"] != 1:
+            raise error(f"{label}: expected one band, found {dem.sizes['band']}")
+        dem = dem.squeeze("band", drop=True)
+    if set(dem.dims) != {schema.Y, schema.X}:
+        raise error(f"{label}: expected dims ('y', 'x'), found {dem.dims}")
+    return dem
 
 
 def _mask_undeclared(out: xr.DataArray, label: str) -> xr.DataArray:
@@ -110,12 +130,7 @@ def read_dem(source: str | os.PathLike | xr.DataArray, crs: Any = None) -> xr.Da
             dem = rioxarray.open_rasterio(path, masked=True)
         except Exception as exc:
             raise InputFileError(f"{label}: cannot be read as a raster ({exc})") from exc
-    if "band" in dem.dims:
-        if dem.sizes["band"] != 1:
-            raise InputFileError(f"{label}: expected one band, found {dem.sizes['band']}")
-        dem = dem.squeeze("band", drop=True)
-    if set(dem.dims) != {schema.Y, schema.X}:
-        raise InputFileError(f"{label}: expected dims ('y', 'x'), found {dem.dims}")
+    dem = single_band(dem, label)
     if dem.sizes[schema.Y] < 2 or dem.sizes[schema.X] < 2:
         raise InputFileError(
             f"{label}: expected at least 2 x 2 cells (to interpolate elevation and derive "

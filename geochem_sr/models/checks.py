@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from geochem_sr import schema
-from geochem_sr.errors import ModelFileError, SchemaError
+from geochem_sr.errors import ModelFileError, ParameterError
 from geochem_sr.models.records import CONTEXTS, PredictionSettings, TrainingRecord
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -114,7 +114,7 @@ def check_values(model: GeoSRModel, where: str = "model") -> None:
 
     try:
         model_class(model.network_name)
-    except SchemaError:
+    except ParameterError:
         raise _fail(where, "network_name",
                     f"one of {available_models() + ['ensemble']}", model.network_name) from None
     if not isinstance(model.network_config, Mapping):
@@ -256,7 +256,7 @@ def check_weights(model: GeoSRModel, where: str = "model") -> None:
                         cfg[key])
     try:
         net = get_model(model.network_name, **cfg)
-    except Exception as exc:  # SchemaError, TypeError, ... from a constructor
+    except Exception as exc:  # ParameterError, TypeError, ... from a constructor
         raise ModelFileError(f"{where}: network_config: cannot build a "
                              f"{model.network_name!r} network from {cfg} ({exc})") from exc
     want = {k: tuple(v.shape) for k, v in net.state_dict().items()}

@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from geochem_sr.errors import SchemaError
-from geochem_sr.models.layers import SRNetwork, check_positive_int
+from geochem_sr.errors import ParameterError
+from geochem_sr.models.layers import SRNetwork
 
 __all__ = ["Ensemble"]
 
@@ -35,7 +35,7 @@ class Ensemble(SRNetwork):
     Parameters
     ----------
     in_channels, out_channels : int
-        Input channels and output channels (one residual per element).
+        As for every network (:class:`~geochem_sr.models.layers.SRNetwork`).
     member : str, default "multilevel_unet"
         Registered network name of the members (not ``"ensemble"``).
     n : int, default 3
@@ -52,14 +52,12 @@ class Ensemble(SRNetwork):
         from geochem_sr.models.registry import get_model
 
         if member == self.model_name:
-            raise SchemaError("member: an ensemble of ensembles is not supported")
+            raise ParameterError("member: an ensemble of ensembles is not supported")
         cfg = dict(member_config or {})
         cfg.pop("in_channels", None)
         cfg.pop("out_channels", None)
-        self.config = {"in_channels": check_positive_int("in_channels", in_channels),
-                       "out_channels": check_positive_int("out_channels", out_channels),
-                       "member": str(member), "n": check_positive_int("n", n),
-                       "member_config": cfg}
+        self._set_config(in_channels, out_channels, positive=("n",),
+                         member=str(member), n=n, member_config=cfg)
         self.members = nn.ModuleList(
             get_model(member, in_channels, out_channels, **cfg) for _ in range(int(n)))
         first = self.members[0]

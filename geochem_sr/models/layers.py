@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from geochem_sr.errors import DataError, SchemaError
+from geochem_sr.errors import DataError, ParameterError
 
 __all__ = [
     "ACTIVATIONS",
@@ -108,7 +108,7 @@ def make_activation(name: str) -> nn.Module:
 
     Raises
     ------
-    SchemaError
+    ParameterError
         If ``name`` is not a known activation.
     """
     if name == "smooth_relu":
@@ -119,7 +119,7 @@ def make_activation(name: str) -> nn.Module:
         return nn.LeakyReLU(0.01)
     if name == "gelu":
         return nn.GELU()
-    raise SchemaError(
+    raise ParameterError(
         f"activation: expected one of {', '.join(ACTIVATIONS)}, found {name!r}"
     )
 
@@ -156,11 +156,11 @@ class ConvAct(nn.Sequential):
 
 
 def check_positive_int(name: str, value: object) -> int:
-    """Return ``value`` as int if it is a positive integer, else raise :class:`SchemaError`."""
+    """Return ``value`` as int if it is a positive integer, else raise :class:`ParameterError`."""
     if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
-        raise SchemaError(f"{name}: expected a positive integer, found {value!r}")
+        raise ParameterError(f"{name}: expected a positive integer, found {value!r}")
     if value < 1:
-        raise SchemaError(f"{name}: expected a positive integer, found {value!r}")
+        raise ParameterError(f"{name}: expected a positive integer, found {value!r}")
     return int(value)
 
 
@@ -169,17 +169,17 @@ def check_spatial(x: torch.Tensor, in_channels: int, multiple: int, model: str) 
 
     Raises
     ------
-    SchemaError
+    ParameterError
         On a wrong rank or channel count.
     DataError
         On a height or width that is not a multiple of ``multiple``.
     """
     if x.ndim != 4:
-        raise SchemaError(
+        raise ParameterError(
             f"{model} input: expected a 4-D tensor (N, C, H, W), found shape {tuple(x.shape)}"
         )
     if x.shape[1] != in_channels:
-        raise SchemaError(
+        raise ParameterError(
             f"{model} input: expected {in_channels} channels, found {x.shape[1]}"
         )
     h, w = x.shape[-2:]
@@ -195,7 +195,15 @@ class SRNetwork(nn.Module):
 
     A subclass sets ``model_name``, calls :meth:`_set_config` first in ``__init__`` and
     :meth:`_init_weights` last, starts ``forward`` with :meth:`_check_input`, and defines
-    ``receptive_field`` (and ``size_multiple`` where it is not 1).
+    ``receptive_field`` (and ``size_multiple`` where it is not 1). Its docstring lists the
+    parameters and attributes of its own; those of every network are these.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Input channels and output channels (one residual per element).
+    activation : str, default "smooth_relu"
+        One of :data:`ACTIVATIONS` (an ensemble's members take their own).
 
     Attributes
     ----------
@@ -203,6 +211,8 @@ class SRNetwork(nn.Module):
         The registry name (:func:`geochem_sr.models.get_model`).
     config : dict
         Constructor arguments; ``get_model(model_name, **config)`` rebuilds the network.
+    receptive_field : int
+        Width in cells of the window one output cell depends on.
     size_multiple : int
         Input height and width must be multiples of this.
     """
@@ -217,12 +227,12 @@ class SRNetwork(nn.Module):
         """Check the constructor arguments and store them, in this order, in ``config``.
 
         ``in_channels``, ``out_channels`` and the ``params`` named in ``positive`` must be
-        positive integers (stored as int); ``params["activation"]`` must be one of
-        :data:`ACTIVATIONS`.
+        positive integers (stored as int); ``params["activation"]``, where given, must be
+        one of :data:`ACTIVATIONS`.
 
         Raises
         ------
-        SchemaError
+        ParameterError
             On a non-positive integer or an unknown activation.
         """
         config: dict[str, Any] = {
@@ -231,7 +241,8 @@ class SRNetwork(nn.Module):
         }
         for name, value in params.items():
             config[name] = check_positive_int(name, value) if name in positive else value
-        make_activation(config["activation"])  # validates the name
+        if "activation" in config:
+            make_activation(config["activation"])  # validates the name
         self.config = config
         return config
 

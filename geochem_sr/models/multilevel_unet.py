@@ -70,7 +70,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from geochem_sr.errors import SchemaError
+from geochem_sr.errors import ParameterError
 from geochem_sr.models.layers import ConvAct, SRNetwork, make_activation
 
 __all__ = ["MultiLevelUNet", "LEVEL_NAMES"]
@@ -210,7 +210,7 @@ class MultiLevelUNet(SRNetwork):
     base_channels : int, default 64
         Width of level 1; levels 2-5 use 2, 4, 8, 16 times it, the branch 1 and 1/2 times.
     activation : str, default "smooth_relu"
-        One of ``"smooth_relu"``, ``"relu"``, ``"leaky_relu"``, ``"gelu"``.
+        One of :data:`~geochem_sr.models.layers.ACTIVATIONS`.
     batch_norm : bool, default False
         BatchNorm after every convolution (the table prints only the input BatchNorm).
     input_norm : bool, default True
@@ -254,7 +254,7 @@ class MultiLevelUNet(SRNetwork):
             input_norm=bool(input_norm), shortcut_upsampling=shortcut_upsampling,
         )
         if shortcut_upsampling not in SHORTCUT_UPSAMPLING:
-            raise SchemaError(
+            raise ParameterError(
                 f"shortcut_upsampling: expected one of {', '.join(SHORTCUT_UPSAMPLING)}, "
                 f"found {shortcut_upsampling!r}"
             )

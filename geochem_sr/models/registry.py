@@ -11,20 +11,21 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from geochem_sr.errors import SchemaError
+from geochem_sr.errors import ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
-__all__ = ["get_model", "available_models", "model_class"]
+__all__ = ["get_model", "available_models", "model_class", "NETWORK_CLASSES"]
 
-# name -> (module, class); modules are imported on first use
-_REGISTRY: dict[str, tuple[str, str]] = {
-    "multilevel_unet": ("geochem_sr.models.multilevel_unet", "MultiLevelUNet"),
-    "srcnn": ("geochem_sr.models.srcnn", "SRCNN"),
-    "vdsr": ("geochem_sr.models.vdsr", "VDSR"),
-    "unet": ("geochem_sr.models.unet", "UNet"),
-    "ensemble": ("geochem_sr.models.ensemble", "Ensemble"),  # of any of the above
+#: Registered name -> class name; the class is defined in ``geochem_sr.models.<name>``,
+#: imported on first use.
+NETWORK_CLASSES: dict[str, str] = {
+    "multilevel_unet": "MultiLevelUNet",
+    "srcnn": "SRCNN",
+    "vdsr": "VDSR",
+    "unet": "UNet",
+    "ensemble": "Ensemble",  # of any of the above
 }
 #: Registered names that combine other networks (not listed by available_models).
 _COMPOSITE = ("ensemble",)
@@ -38,7 +39,7 @@ def available_models() -> list[str]:
     list of str
         ``["multilevel_unet", "srcnn", "vdsr", "unet"]``.
     """
-    return [n for n in _REGISTRY if n not in _COMPOSITE]
+    return [n for n in NETWORK_CLASSES if n not in _COMPOSITE]
 
 
 def model_class(name: str) -> type[nn.Module]:
@@ -46,15 +47,14 @@ def model_class(name: str) -> type[nn.Module]:
 
     Raises
     ------
-    SchemaError
+    ParameterError
         If ``name`` is not registered; the message lists the valid names.
     """
-    if not isinstance(name, str) or name not in _REGISTRY:  # "ensemble" included
-        raise SchemaError(
+    if not isinstance(name, str) or name not in NETWORK_CLASSES:  # "ensemble" included
+        raise ParameterError(
             f"model: expected one of {', '.join(available_models())}, found {name!r}"
         )
-    module, cls = _REGISTRY[name]
-    return getattr(importlib.import_module(module), cls)
+    return getattr(importlib.import_module(f"geochem_sr.models.{name}"), NETWORK_CLASSES[name])
 
 
 def get_model(name: str, in_channels: int, out_channels: int, **kwargs: Any) -> nn.Module:
@@ -79,7 +79,7 @@ def get_model(name: str, in_channels: int, out_channels: int, **kwargs: Any) -> 
 
     Raises
     ------
-    SchemaError
+    ParameterError
         On an unknown name, activation, or argument, or a non-positive channel count.
 
     Examples
@@ -91,4 +91,4 @@ def get_model(name: str, in_channels: int, out_channels: int, **kwargs: Any) -> 
     try:
         return cls(in_channels, out_channels, **kwargs)
     except TypeError as err:  # unexpected keyword
-        raise SchemaError(f"model {name!r}: invalid arguments {sorted(kwargs)}: {err}") from err
+        raise ParameterError(f"model {name!r}: invalid arguments {sorted(kwargs)}: {err}") from err

@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from geochem_sr.errors import SchemaError
+from geochem_sr.errors import ParameterError
 from geochem_sr.models.layers import ConvAct, SRNetwork, check_positive_int, conv2d
 
 __all__ = ["SRCNN"]
@@ -23,20 +23,17 @@ __all__ = ["SRCNN"]
 class SRCNN(SRNetwork):
     """SRCNN: conv 9x9/64 -> act -> conv 1x1/32 -> act -> conv 5x5/out.
 
+    Parameters and attributes are those of every network
+    (:class:`~geochem_sr.models.layers.SRNetwork`), and:
+
     Parameters
     ----------
-    in_channels, out_channels : int
-        Input channels and output channels (one residual per element).
     features : int, default 64
         Filters of the first layer (the second has ``features // 2``, 32 by default).
     kernel_sizes : sequence of 3 odd ints, default (9, 1, 5)
-    activation : str, default "smooth_relu"
-        One of ``"smooth_relu"``, ``"relu"``, ``"leaky_relu"``, ``"gelu"``.
 
     Attributes
     ----------
-    config : dict
-        Constructor arguments; ``get_model("srcnn", **config)`` rebuilds the network.
     receptive_field : int
         ``sum(k - 1) + 1`` cells (13 for 9-1-5).
     """
@@ -54,7 +51,7 @@ class SRCNN(SRNetwork):
         super().__init__()
         ks = [check_positive_int("kernel_sizes", k) for k in kernel_sizes]
         if len(ks) != 3 or any(k % 2 == 0 for k in ks):
-            raise SchemaError(f"kernel_sizes: expected three odd integers, found {kernel_sizes}")
+            raise ParameterError(f"kernel_sizes: expected three odd integers, found {kernel_sizes}")
         cfg = self._set_config(
             in_channels, out_channels, positive=("features",),
             features=features, kernel_sizes=ks, activation=activation,

@@ -31,23 +31,20 @@ class _DoubleConv(nn.Sequential):
 class UNet(SRNetwork):
     """U-Net with 'same' padding.
 
+    Parameters and attributes are those of every network
+    (:class:`~geochem_sr.models.layers.SRNetwork`), and:
+
     Parameters
     ----------
-    in_channels, out_channels : int
-        Input channels and output channels (one residual per element).
     base_channels : int, default 64
         Filters of the first level; level ``i`` has ``base_channels * 2**i``.
     depth : int, default 4
         Number of down-sampling steps (4 in the original: 64 ... 1024 filters).
-    activation : str, default "smooth_relu"
-        One of ``"smooth_relu"``, ``"relu"``, ``"leaky_relu"``, ``"gelu"``.
     batch_norm : bool, default True
         BatchNorm after every 3x3 convolution.
 
     Attributes
     ----------
-    config : dict
-        Constructor arguments; ``get_model("unet", **config)`` rebuilds the network.
     receptive_field : int
         An upper bound of the width in cells of the window one output cell depends on.
     size_multiple : int

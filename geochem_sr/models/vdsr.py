@@ -16,7 +16,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from geochem_sr.errors import SchemaError
+from geochem_sr.errors import ParameterError
 from geochem_sr.models.layers import ConvAct, SRNetwork, conv2d
 
 __all__ = ["VDSR"]
@@ -25,22 +25,19 @@ __all__ = ["VDSR"]
 class VDSR(SRNetwork):
     """VDSR: ``depth`` 3x3 convolutions of ``features`` filters, residual output.
 
+    Parameters and attributes are those of every network
+    (:class:`~geochem_sr.models.layers.SRNetwork`), and:
+
     Parameters
     ----------
-    in_channels, out_channels : int
-        Input channels and output channels (one residual per element).
     depth : int, default 20
         Number of convolution layers, first and last included (at least 2).
     features : int, default 64
-    activation : str, default "smooth_relu"
-        One of ``"smooth_relu"``, ``"relu"``, ``"leaky_relu"``, ``"gelu"``.
     batch_norm : bool, default False
         BatchNorm after every hidden convolution (not in the original).
 
     Attributes
     ----------
-    config : dict
-        Constructor arguments; ``get_model("vdsr", **config)`` rebuilds the network.
     receptive_field : int
         ``2 * depth + 1`` cells (41 for 20 layers).
     """
@@ -64,7 +61,7 @@ class VDSR(SRNetwork):
         cin, cout = cfg["in_channels"], cfg["out_channels"]
         d, f = cfg["depth"], cfg["features"]
         if d < 2:
-            raise SchemaError(f"depth: expected at least 2 layers, found {depth}")
+            raise ParameterError(f"depth: expected at least 2 layers, found {depth}")
         layers = [ConvAct(cin, f, 3, activation, batch_norm)]
         layers += [ConvAct(f, f, 3, activation, batch_norm) for _ in range(d - 2)]
         self.body = nn.Sequential(*layers)

@@ -9,7 +9,7 @@ import numpy as np
 import xarray as xr
 
 from geochem_sr import schema
-from geochem_sr.errors import SchemaError
+from geochem_sr.errors import ParameterError, SchemaError
 from geochem_sr.plotting.draw import coarsen_map, draw_array, select_map
 from geochem_sr.plotting.style import (
     LABELS,
@@ -60,7 +60,7 @@ def compare_maps(ds: xr.Dataset, elements: Sequence[str],
     variables = list(variables)
     titles = list(titles) if titles is not None else [LABELS.get(v, v) for v in variables]
     if len(titles) != len(variables):
-        raise SchemaError(f"titles: expected {len(variables)} titles, found {len(titles)}")
+        raise ParameterError(f"titles: expected {len(variables)} titles, found {len(titles)}")
     pred = schema.HR_PRED if schema.HR_PRED in ds.data_vars else variables[0]
     if error and schema.HR not in ds.data_vars:
         raise SchemaError("variable 'hr': needed for the error map (error=True), found "

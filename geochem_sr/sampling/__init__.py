@@ -8,56 +8,15 @@ imported on first use of their names, so that ``from geochem_sr.sampling import 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from geochem_sr.exports import lazy_exports
+from geochem_sr.sampling import blocks, windows
+from geochem_sr.sampling.blocks import *
+from geochem_sr.sampling.windows import *
 
-from geochem_sr.sampling.blocks import (
-    ROLE,
-    ROLE_CODES,
-    ROLE_NAMES,
-    ROLE_NONE,
-    ROLE_TEST,
-    ROLE_TRAIN,
-    ROLE_VAL,
-    BlockSplitter,
-)
-from geochem_sr.sampling.windows import Window, patch_index, windows_mask
+# the names of the modules that import torch, loaded on first use
+_LAZY, __getattr__, __dir__ = lazy_exports(__name__, {
+    "dataset": "DEFAULT_MAX_BYTES load_arrays PatchDataset EpochSampler make_loader set_epoch",
+    "prepare": "TrainingData prepare_training_data",
+})
 
-# public name -> module that defines it (these import torch: loaded on first use)
-_LAZY: dict[str, str] = {
-    "DEFAULT_MAX_BYTES": "geochem_sr.sampling.dataset",
-    "load_arrays": "geochem_sr.sampling.dataset",
-    "PatchDataset": "geochem_sr.sampling.dataset",
-    "EpochSampler": "geochem_sr.sampling.dataset",
-    "make_loader": "geochem_sr.sampling.dataset",
-    "set_epoch": "geochem_sr.sampling.dataset",
-    "TrainingData": "geochem_sr.sampling.prepare",
-    "prepare_training_data": "geochem_sr.sampling.prepare",
-}
-
-__all__ = [
-    "ROLE",
-    "ROLE_NONE",
-    "ROLE_TRAIN",
-    "ROLE_VAL",
-    "ROLE_TEST",
-    "ROLE_NAMES",
-    "ROLE_CODES",
-    "BlockSplitter",
-    "Window",
-    "patch_index",
-    "windows_mask",
-    *_LAZY,
-]
-
-
-def __getattr__(name: str) -> Any:
-    """Import the torch-dependent names (:data:`_LAZY`) on first use."""
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'geochem_sr.sampling' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    """The module's names, the lazy ones included."""
-    return sorted(set(globals()) | set(_LAZY))
+__all__ = [*blocks.__all__, *windows.__all__, *_LAZY]

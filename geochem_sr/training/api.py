@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geochem_sr import schema
-from geochem_sr.errors import ParameterError, SchemaError
+from geochem_sr.errors import ParameterError
 from geochem_sr.models import GeoSRModel, TrainingRecord
 from geochem_sr.training.checkpoint import read_checkpoint, restore_run, setup_fingerprint
 from geochem_sr.training.config import TrainConfig
@@ -91,9 +91,9 @@ def train(ds: xr.Dataset, network: str = DEFAULT_NETWORK, inputs: str = "auto", 
     Raises
     ------
     ParameterError
-        Unknown network, loss or device; bad numeric settings.
+        Unknown network, activation, loss or device; bad numeric settings.
     SchemaError
-        Unknown input set or activation.
+        Unknown input set.
     DataError
         No training or no validation patches.
     ModelMismatchError
@@ -163,7 +163,7 @@ def _check_network(network: Any) -> None:
 
     try:
         model_class(network)
-    except SchemaError as err:
+    except ParameterError as err:
         raise ParameterError(f"network: {err}") from None
 
 

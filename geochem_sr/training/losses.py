@@ -10,6 +10,7 @@ gives a loss of 0 (still attached to the graph).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -228,13 +229,21 @@ def masked_ssim_loss(
 
 
 class _MaskedLoss(nn.Module):
-    """Base: ``forward(pred, target, mask=None)`` and a JSON-serialisable ``config``."""
+    """Base: ``forward(pred, target, mask=None)`` applies :attr:`function` with ``config``
+    (JSON-serialisable) as keywords; a loss with settings sets ``config`` in ``__init__``."""
 
     loss_name: ClassVar[str] = ""
+    #: The masked loss, called as ``function(pred, target, mask, **config)``.
+    function: ClassVar[Callable[..., torch.Tensor]]
 
-    def __init__(self, **config: Any) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.config: dict[str, Any] = dict(config)
+        self.config: dict[str, Any] = {}
+
+    def forward(  # noqa: D102
+        self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return type(self).function(pred, target, mask, **self.config)
 
     def extra_repr(self) -> str:  # noqa: D102
         return ", ".join(f"{k}={v}" for k, v in self.config.items())
@@ -244,28 +253,14 @@ class MaskedMSELoss(_MaskedLoss):
     """Module form of :func:`masked_mse`."""
 
     loss_name = "mse"
-
-    def __init__(self) -> None:
-        super().__init__()
-
-    def forward(  # noqa: D102
-        self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        return masked_mse(pred, target, mask)
+    function = staticmethod(masked_mse)
 
 
 class MaskedL1Loss(_MaskedLoss):
     """Module form of :func:`masked_l1`."""
 
     loss_name = "l1"
-
-    def __init__(self) -> None:
-        super().__init__()
-
-    def forward(  # noqa: D102
-        self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        return masked_l1(pred, target, mask)
+    function = staticmethod(masked_l1)
 
 
 class SSIMLoss(_MaskedLoss):
@@ -278,14 +273,11 @@ class SSIMLoss(_MaskedLoss):
     """
 
     loss_name = "ssim"
+    function = staticmethod(masked_ssim_loss)
 
     def __init__(self, data_range: float = 1.0, sigma: float = 1.5) -> None:
-        super().__init__(data_range=float(data_range), sigma=float(sigma))
-
-    def forward(  # noqa: D102
-        self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        return masked_ssim_loss(pred, target, mask, **self.config)
+        super().__init__()
+        self.config = {"data_range": float(data_range), "sigma": float(sigma)}
 
 
 class MixedLoss(_MaskedLoss):
@@ -306,7 +298,9 @@ class MixedLoss(_MaskedLoss):
     def __init__(self, alpha: float = 0.5, data_range: float = 1.0, sigma: float = 1.5) -> None:
         if not (alpha >= 0 and math.isfinite(alpha)):
             raise ParameterError(f"MixedLoss alpha: expected a number >= 0, found {alpha}")
-        super().__init__(alpha=float(alpha), data_range=float(data_range), sigma=float(sigma))
+        super().__init__()
+        self.config = {"alpha": float(alpha), "data_range": float(data_range),
+                       "sigma": float(sigma)}
 
     def forward(  # noqa: D102
         self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from geochem_sr.errors import DataError, ModelMismatchError, SchemaError
+from geochem_sr.errors import DataError, ModelMismatchError, ParameterError
 from geochem_sr.inference import prepare_inputs
 from geochem_sr.models import GeoSRModel
 from geochem_sr.sampling import ROLE_VAL
@@ -150,7 +150,7 @@ def calibrate(
         raise ModelMismatchError(f"model: expected a GeoSRModel, found {type(model).__name__}")
     for name, v in (("std_floor", std_floor), ("min_gain", min_gain)):
         if not (isinstance(v, int | float) and 0 <= v < 1):
-            raise SchemaError(f"{name}: expected a number in [0, 1), found {v!r}")
+            raise ParameterError(f"{name}: expected a number in [0, 1), found {v!r}")
     ds = prepare_inputs(ds, model)
     roles_da, note = roles_array(ds, model, seed, roles)
     codes = np.asarray(roles_da.values).astype(np.int8)

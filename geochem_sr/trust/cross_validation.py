@@ -15,7 +15,7 @@ import pandas as pd
 import xarray as xr
 
 from geochem_sr import schema
-from geochem_sr.errors import SchemaError
+from geochem_sr.errors import ParameterError
 from geochem_sr.features import channel_names, resolve_inputs
 from geochem_sr.inference import prepare_inputs
 from geochem_sr.jsonable import to_jsonable
@@ -43,7 +43,7 @@ def _spec(model: str | GeoSRModel, inputs: str, train_kwargs: dict[str, Any]
                 kw[key] = getattr(model.training, key)
         return model.network_name, model.inputs, {**kw, **train_kwargs}
     if not isinstance(model, str):
-        raise SchemaError(
+        raise ParameterError(
             f"model: expected a network name or a GeoSRModel, found {type(model).__name__}")
     return model, inputs, dict(train_kwargs)
 
@@ -189,10 +189,10 @@ def cross_validate(
 
     name, inputs, kw = _spec(model, inputs, train_kwargs)
     if not 0 < float(val_fraction) < 1:
-        raise SchemaError(f"val_fraction: expected a share in (0, 1), found {val_fraction!r}")
+        raise ParameterError(f"val_fraction: expected a share in (0, 1), found {val_fraction!r}")
     for key in ("splitter", "data", "checkpoint"):
         if key in kw:
-            raise SchemaError(f"{key}: not accepted by cross_validate (it makes its own folds)")
+            raise ParameterError(f"{key}: not accepted by cross_validate (it makes its own folds)")
     patch_size = int(kw.get("patch_size", 32))
     rf = _receptive_field(name, ds, inputs, kw)
     d_block, d_gap = default_blocks(rf, patch_size)

@@ -19,7 +19,7 @@ from geochem_sr.covariates.geology.rasterize import rasterize_geology
 from geochem_sr.covariates.geology.sentences import DEFAULT_SENTENCE_METHOD, unit_sentences
 from geochem_sr.covariates.geology.units import lithology_units
 from geochem_sr.covariates.geology.vectors import GeologyVocabulary, train_unit_vectors
-from geochem_sr.errors import GridError, SchemaError
+from geochem_sr.errors import GridError, ParameterError, SchemaError
 
 if TYPE_CHECKING:  # pragma: no cover
     import geopandas as gpd
@@ -203,7 +203,7 @@ def embed_geology(
         )
     else:
         if not isinstance(vocabulary, GeologyVocabulary):
-            raise SchemaError(
+            raise ParameterError(
                 f"vocabulary: expected a GeologyVocabulary, found {type(vocabulary).__name__}"
             )
         vocab = vocabulary

@@ -15,7 +15,14 @@ import xarray as xr
 
 from geochem_sr import schema
 from geochem_sr.covariates.geology.units import warn_geology
-from geochem_sr.errors import CRSError, DataError, GridError, InputFileError, SchemaError
+from geochem_sr.errors import (
+    CRSError,
+    DataError,
+    GridError,
+    InputFileError,
+    ParameterError,
+    SchemaError,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import geopandas as gpd
@@ -257,7 +264,7 @@ def unit_polygons(
     schema.check_crs(grid, "grid")
     dx, dy = schema.check_grid(grid, "grid")
     if overlap not in OVERLAP_RULES:
-        raise SchemaError(f"overlap: expected one of {OVERLAP_RULES}, found {overlap!r}")
+        raise ParameterError(f"overlap: expected one of {OVERLAP_RULES}, found {overlap!r}")
 
     geology = _to_grid_crs(geology, grid, min(abs(dx), abs(dy)))
     raw_names = geology[unit_column]

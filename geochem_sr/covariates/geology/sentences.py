@@ -14,7 +14,7 @@ import xarray as xr
 
 from geochem_sr import schema
 from geochem_sr.covariates.geology.units import NO_UNIT, flag_meaning, lithology_units
-from geochem_sr.errors import SchemaError
+from geochem_sr.errors import ParameterError, SchemaError
 
 __all__ = [
     "ATTRIBUTE_TOKEN_PREFIX",
@@ -109,7 +109,7 @@ def _transects(codes: np.ndarray, n_units: int, step: int | None) -> list[np.nda
     if step is None:
         step = max(1, -(-max(codes.shape) // _MAX_TRANSECTS))
     if step < 1:
-        raise SchemaError(f"transect_step: expected a positive integer, found {step}")
+        raise ParameterError(f"transect_step: expected a positive integer, found {step}")
     codes = np.where(codes < n_units, codes, NO_UNIT)
     return [run for line in _transect_lines(codes, int(step)) for run in _runs(line)]
 
@@ -123,7 +123,7 @@ def _walks(
 ) -> list[np.ndarray]:
     """Random walks over the unit graph; the next unit is drawn ∝ shared boundary length."""
     if n_walks < 0 or walk_length < 1:
-        raise SchemaError(
+        raise ParameterError(
             f"n_walks, walk_length: expected >= 0 and >= 1, found {n_walks}, {walk_length}"
         )
     totals = adjacency.sum(axis=1)
@@ -150,7 +150,7 @@ def _subsample(
 ) -> list[np.ndarray]:
     """A seeded random subset of ``lines`` making about ``share`` of all tokens."""
     if not 0 <= share < 1:
-        raise SchemaError(f"transect_share: expected a fraction in [0, 1), found {share}")
+        raise ParameterError(f"transect_share: expected a fraction in [0, 1), found {share}")
     budget = share / (1 - share) * other_tokens
     picked, total = [], 0
     for i in rng.permutation(len(lines)):
@@ -169,7 +169,7 @@ def _attribute_tokens(
     if not isinstance(attributes, Mapping) or not all(
         isinstance(v, Mapping) for v in attributes.values()
     ):
-        raise SchemaError(
+        raise ParameterError(
             "attributes: expected {unit: {attribute: value}}, e.g. "
             "{'Granite': {'age': 'Triassic', 'class': 'intrusive'}}, "
             f"found {type(attributes).__name__}"
@@ -252,7 +252,7 @@ def unit_sentences(
     ``"walks"`` is the choice where boundary length should rank similarity most faithfully.
     """
     if method not in SENTENCE_METHODS:
-        raise SchemaError(f"method: expected one of {SENTENCE_METHODS}, found {method!r}")
+        raise ParameterError(f"method: expected one of {SENTENCE_METHODS}, found {method!r}")
     units = lithology_units(lithology)
     codes = _codes_array(lithology)
     n = len(units)

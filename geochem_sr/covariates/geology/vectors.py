@@ -19,7 +19,7 @@ import xarray as xr
 from geochem_sr import schema
 from geochem_sr.covariates.geology.sentences import ATTRIBUTE_TOKEN_PREFIX
 from geochem_sr.covariates.geology.units import warn_geology
-from geochem_sr.errors import DataError, ModelMismatchError, SchemaError
+from geochem_sr.errors import DataError, ModelMismatchError, ParameterError, SchemaError
 
 __all__ = ["GeologyVocabulary", "embedding_table", "train_unit_vectors", "vocabulary_of"]
 
@@ -221,7 +221,7 @@ def train_unit_vectors(
     from gensim.models import Word2Vec
 
     if vectors not in ("in+out", "in"):
-        raise SchemaError(f"vectors: expected 'in+out' or 'in', found {vectors!r}")
+        raise ParameterError(f"vectors: expected 'in+out' or 'in', found {vectors!r}")
     corpus = [[str(t) for t in s] for s in sentences if len(s) > 0]
     if not corpus:
         raise DataError("sentences: expected at least one non-empty sentence, found none")
@@ -308,7 +308,7 @@ def embedding_table(
     elif isinstance(vocab_or_ds, str | bytes):
         vocab = GeologyVocabulary.from_json(vocab_or_ds)
     else:
-        raise SchemaError(
+        raise ParameterError(
             "embedding_table: expected a GeologyVocabulary, a Dataset or JSON text, found "
             f"{type(vocab_or_ds).__name__}"
         )

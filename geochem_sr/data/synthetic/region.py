@@ -21,7 +21,7 @@ from geochem_sr.data.synthetic.fields import (
     stream_rng,
 )
 from geochem_sr.data.synthetic.tables import DETECTION_LIMITS, ELEMENTS, LAB_RSD
-from geochem_sr.errors import GridError, SchemaError
+from geochem_sr.errors import GridError, ParameterError
 
 __all__ = ["DEFAULT_ELEMENTS", "SyntheticRegion", "synthetic_region"]
 
@@ -92,11 +92,11 @@ def _check_args(size_km: tuple[float, float], cell_size: float, densities: tuple
                         f"found {densities!r}")
     unknown = [e for e in elements if e not in ELEMENTS]
     if unknown or not elements:
-        raise SchemaError(
+        raise ParameterError(
             f"elements: expected a non-empty subset of {ELEMENTS}, found {elements!r}"
         )
     if not isinstance(seed, int | np.integer) or seed < 0:
-        raise SchemaError(f"seed: expected a non-negative integer, found {seed!r}")
+        raise ParameterError(f"seed: expected a non-negative integer, found {seed!r}")
 
 
 def synthetic_region(
