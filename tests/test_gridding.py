@@ -394,3 +394,20 @@ def test_an_exactly_singular_system_falls_back_to_least_squares(model):
                               return_variance=True)
     np.testing.assert_allclose(est2, est, atol=1e-10)
     np.testing.assert_allclose(var2, var, atol=1e-10)
+
+
+def test_kriging_with_a_search_radius_leaves_empty_neighbourhoods_nan():
+    """A point or cell with no sample within the radius gets NaN (it raised
+    ZeroDivisionError), and the others are as without it."""
+    from geochem_sr.gridding import krige_points
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 1000, (50, 2))
+    z = rng.normal(size=50)
+    q = np.array([[500.0, 500.0], [5000.0, 5000.0], [1000.0, 1100.0]])
+    vg = {"model": "spherical", "range": 400.0, "sill": 1.0, "nugget": 0.1}
+    est, var = krige_points(xy, z, q, vg, k=8, search_radius=300.0, return_variance=True)
+    assert np.isnan(est[1]) and np.isnan(var[1])
+    alone, _ = krige_points(xy, z, q[[0, 2]], vg, k=8, search_radius=300.0)
+    np.testing.assert_array_equal(est[[0, 2]], alone)
+    assert np.isfinite(alone).all()

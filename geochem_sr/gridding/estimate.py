@@ -67,9 +67,21 @@ def krige_cells(pts: np.ndarray, z: np.ndarray, nb: Neighbours,
     -------
     est, var : (m, c) estimates and kriging variances (var None unless asked).
     """
+    sentinel = len(pts) - 1
+    alone = nb.idx[:, 0] == sentinel  # no sample within the search radius: NaN
+    if alone.any():
+        est = np.full((len(vgs), len(nb.idx)), np.nan, np.float64)
+        var = np.full(est.shape, np.nan, np.float64) if return_variance else None
+        if not alone.all():
+            keep = ~alone
+            sub = Neighbours(nb.idx[keep], nb.d[keep], nb.key[keep], nb.d1[keep])
+            e, v = krige_cells(pts, z, sub, vgs, return_variance)
+            est[:, keep] = e
+            if var is not None:
+                var[:, keep] = v
+        return est, var
     kern = compiled_kernels()
     m, (c, k) = len(vgs), nb.idx.shape
-    sentinel = len(pts) - 1
     est = np.empty((m, c), np.float64)
     var = np.empty((m, c), np.float64) if return_variance else None
     first, inv = _set_ids(nb)
