@@ -68,7 +68,7 @@ sparse sites" lifts the ridge from +1.5 % to +5.7 % (val +7 % to +12 %); (b) a
 representation of the covariates from which the chemistry follows: the model's true
 covariate field G gives +5.1 %, and G minus what the sparse sites see of it +9.9 % (val +14
 %), against +1.5 % from the 5-d Word2Vec embedding, elevation, slope and aspect. The survey
-dataset holds neither the sample sites nor such channels (`survey.py`, `channels.py`:
+dataset holds neither the sample sites nor such channels (`survey.py`, `features/names.py`:
 reported to the lead, not changed here).
 
 **Training: the old default loss was wrong for these targets; fixing it is not enough.**

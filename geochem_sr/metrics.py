@@ -1,6 +1,6 @@
 """Scores of a super-resolved map against the dense survey.
 
-The numbers follow ``DESIGN.md`` ("Numbers that mean the same everywhere"):
+The numbers follow the data convention (``docs/design.md``):
 
 PSNR, SSIM
     per element, on log10 maps min-max normalised per element over the evaluated region
