@@ -75,6 +75,9 @@ EMBEDDING_SIZE = 5
 ATTR_GEOLOGY_VOCAB = "geology_vocabulary"  # JSON: {"units": [...], "vectors": [[...]]}
 ATTR_CENSORING = "censoring_policy"
 ATTR_INCOMPLETE = "geochem_sr_incomplete"
+#: Metres from a cell of the dense map to the farthest dense sample its interpolation uses
+#: (largest over covered cells): how far a held-out block's samples reach into training.
+ATTR_HR_REACH = "hr_neighbourhood_reach_m"
 
 # --- the paper's elements and their units (Pei et al. 2025, Table 3) ----------------
 DEFAULT_ELEMENTS: tuple[str, ...] = ("As", "Sb", "Bi", "Au", "Ag", "Cu", "Pb", "Zn", "Sn", "Mo")

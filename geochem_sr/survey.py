@@ -120,6 +120,7 @@ def build_survey(
     from geochem_sr import io
     from geochem_sr.covariates import contact_distance, fault_distance
     from geochem_sr.features import covariate_channels, lr_view, site_counts
+    from geochem_sr.gridding import neighbourhood_reach
 
     sparse = io.read_samples(samples_sparse, elements, censored=censored)
     elements = list(elements or sparse.attrs["elements"])
@@ -147,6 +148,8 @@ def build_survey(
         hr, hr_cov = _element_maps(dense, grid, elements, method, schema.HR, gridding_kwargs)
         ds[schema.HR] = hr
         ds[schema.HR_COVERAGE] = hr_cov
+        reach = neighbourhood_reach(dense, grid, np.asarray(hr.notnull().any(schema.ELEMENT)),
+                                    int(gridding_kwargs.get("k", 16)))
     ds = ds.assign_coords(
         {
             schema.ELEMENT: np.array(elements, dtype=str),
@@ -171,6 +174,8 @@ def build_survey(
         ds[schema.FAULT_DISTANCE] = fault_distance(faults, grid)
     if covariate_channels(ds):
         ds[schema.LR_VIEW] = lr_view(ds)
+    if samples_dense is not None:
+        ds.attrs[schema.ATTR_HR_REACH] = reach
     ds.attrs.update(
         {
             "title": "geochem_sr survey dataset",

@@ -21,6 +21,7 @@ from geochem_sr.gridding.grid import (
     LOG10_VARIANCE,
     METHODS,
     grid_samples,
+    neighbourhood_reach,
 )
 from geochem_sr.gridding.points import idw_points, krige_points
 from geochem_sr.gridding.samples import DUPLICATE_TOLERANCE
@@ -42,6 +43,7 @@ __all__ = [
     "empirical_variogram",
     "fit_variogram",
     "grid_samples",
+    "neighbourhood_reach",
     "idw_points",
     "krige_points",
     "semivariance",

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import geopandas
 
 __all__ = ["CONCENTRATION", "COVERAGE", "COVERAGE_FACTOR", "LOG10_VARIANCE", "METHODS",
-           "grid_samples"]
+           "grid_samples", "neighbourhood_reach"]
 
 # names of the output variables
 CONCENTRATION = "concentration"
@@ -228,3 +228,36 @@ def _as_dataset(data: Any, plan: Plan, grid: xr.Dataset, samples: Any,
     })
     out = out.rio.write_crs(grid.rio.crs)
     return out.rio.write_transform(grid.rio.transform())
+
+
+def neighbourhood_reach(samples: Any, grid: xr.Dataset, covered: Any, k: int = 16) -> float:
+    """Largest distance (m) from a covered cell centre to the ``k``-th nearest sample.
+
+    A cell of a map interpolated from its ``k`` nearest samples (kriging or IDW here)
+    depends on no sample farther away than this: the reach a buffer between training and
+    held-out blocks must cover so that no training target uses a held-out sample.
+
+    Parameters
+    ----------
+    samples : GeoDataFrame
+        The samples, in the grid's CRS.
+    grid : xarray.Dataset
+        The survey grid.
+    covered : array-like of bool, shape (y, x)
+        Cells the map has a value in.
+    k : int, default 16
+        Neighbours per cell.
+    """
+    from scipy.spatial import cKDTree
+
+    xy = np.column_stack([samples.geometry.x.to_numpy(), samples.geometry.y.to_numpy()])
+    xy = np.unique(xy[np.isfinite(xy).all(axis=1)], axis=0)
+    mask = np.asarray(covered, bool)
+    if len(xy) == 0 or not mask.any():
+        return 0.0
+    gx, gy = np.meshgrid(grid[schema.X].values, grid[schema.Y].values)
+    cells = np.column_stack([gx[mask], gy[mask]])
+    kk = min(int(k), len(xy))
+    d, _ = cKDTree(xy).query(cells, k=kk)
+    d = d if d.ndim == 1 else d[:, -1]
+    return float(d.max())

@@ -25,6 +25,7 @@ __all__ = [
     "ROLE_NAMES",
     "ROLE_CODES",
     "BlockSplitter",
+    "leakage_gap",
 ]
 
 #: Name of the role map returned by :meth:`BlockSplitter.split`.
@@ -34,6 +35,29 @@ ROLE_NONE, ROLE_TRAIN, ROLE_VAL, ROLE_TEST = 0, 1, 2, 3
 ROLE_NAMES: tuple[str, ...] = ("", "train", "val", "test")
 #: Role name -> code, for the three roles (train, val, test).
 ROLE_CODES: dict[str, int] = {"train": ROLE_TRAIN, "val": ROLE_VAL, "test": ROLE_TEST}
+
+
+def leakage_gap(ds: xr.Dataset) -> int | None:
+    """Cells between blocks of different roles so that no training target uses a dense
+    sample inside a held-out block; ``None`` when ``ds`` does not record the reach.
+
+    The dense map of a cell uses samples up to ``ds.attrs[schema.ATTR_HR_REACH]`` metres
+    away (:func:`geochem_sr.gridding.neighbourhood_reach`, recorded by
+    :func:`geochem_sr.build_survey`). A training cell more than ``gap`` cells (Chebyshev)
+    from every held-out cell is at least ``(gap + 1/2) * cell`` from any point of a held-out
+    cell, so ``gap = ceil(reach / cell)`` keeps every held-out sample out of its reach.
+
+    Examples
+    --------
+    >>> ds = schema.make_grid((0, 0, 1000, 1000), 50.0, "EPSG:32650")
+    >>> leakage_gap(ds.assign_attrs({schema.ATTR_HR_REACH: 480.0}))
+    10
+    """
+    reach = ds.attrs.get(schema.ATTR_HR_REACH)
+    if reach is None:
+        return None
+    cell = abs(float(ds[schema.X].values[1] - ds[schema.X].values[0]))
+    return int(np.ceil(float(reach) / cell))
 
 
 def _grid_shape(ds: xr.Dataset | xr.DataArray) -> tuple[int, int]:
