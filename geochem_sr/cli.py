@@ -206,8 +206,7 @@ def _as_options(message: str) -> str:
     for kw, opt in _OPTIONS.items():
         message = re.sub(rf"(?<![\w.]){re.escape(kw)}", opt, message)
     message = re.sub(r"(--[\w-]+) {2,}", r"\1 ", message)
-    return message.replace(" (on the command line --overwrite)", "").replace(
-        "pass --overwrite, on the command line --overwrite", "pass --overwrite")
+    return message
 
 
 if __name__ == "__main__":  # pragma: no cover

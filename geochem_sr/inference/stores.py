@@ -162,7 +162,7 @@ def start_or_resume(out: Path, pred: xr.Dataset, tile: int, identity: dict,
         if attrs is None or f"{ATTR_PREFIX}model_digest" not in attrs:
             raise InputFileError(
                 f"output store '{out}': exists and is not a geochem_sr prediction store; "
-                "choose another path or pass overwrite=True (on the command line --overwrite)"
+                "choose another path or pass overwrite=True"
             )
         bad = _identity_mismatch(attrs, identity)
         if bad:
@@ -170,7 +170,7 @@ def start_or_resume(out: Path, pred: xr.Dataset, tile: int, identity: dict,
             raise err(
                 f"output store '{out}': was started by another run ({'; '.join(bad)}); "
                 "resuming it would mix two predictions. Delete it, choose another path, or "
-                "pass overwrite=True (on the command line --overwrite)"
+                "pass overwrite=True"
             )
         if not attrs.get(schema.ATTR_INCOMPLETE):
             shutil.rmtree(ledger(out), ignore_errors=True)

@@ -129,14 +129,13 @@ def write_survey(
     path = Path(path)
     if validate:
         schema.validate(ds, require=(), check_values=False)
-    check_writable(path, overwrite)
     chunk_spec = dict(chunks or schema.default_chunks())
     chunk_spec = {d: (ds.sizes[d] if c == -1 else min(c, ds.sizes[d]))
                   for d, c in chunk_spec.items() if d in ds.dims}
     out = prepare_for_zarr(ds).chunk(chunk_spec)
     return write_store_atomically(
-        path, lambda tmp: out.to_zarr(tmp, mode="w", zarr_format=zarr_format, consolidated=True)
-    )
+        path, lambda tmp: out.to_zarr(tmp, mode="w", zarr_format=zarr_format, consolidated=True),
+        overwrite=overwrite)
 
 
 def check_writable(path: Path, overwrite: bool) -> None:
@@ -155,8 +154,7 @@ def check_writable(path: Path, overwrite: bool) -> None:
         raise InputFileError(f"output store '{path}': a file of that name exists; choose "
                              "another path or delete it")
     if path.exists() and not overwrite:
-        raise InputFileError(f"output store '{path}': exists (pass overwrite=True, on the "
-                             "command line --overwrite)")
+        raise InputFileError(f"output store '{path}': exists (pass overwrite=True)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -177,7 +175,7 @@ def _leftovers(path: Path) -> list[Path]:
 
 
 def write_store_atomically(path: Path, write: Callable[[Path], object], *,
-                           manifest: bool = True) -> Path:
+                           manifest: bool = True, overwrite: bool = True) -> Path:
     """Run ``write(tmp)`` on a temporary sibling of ``path``, then move it into place.
 
     An exception (or an interrupt) removes the temporary store, so ``path`` never holds a
@@ -186,9 +184,11 @@ def write_store_atomically(path: Path, write: Callable[[Path], object], *,
     between the two renames, as a hidden sibling that :func:`open_survey` names). Leftovers
     of earlier interrupted writes are removed first. The finished store gets a manifest
     (:func:`write_manifest`) unless ``manifest=False`` (a store that is filled later).
+    ``path`` is checked first (:func:`check_writable`; an existing store is replaced only
+    with ``overwrite``).
     """
     path = Path(path)
-    check_writable(path, overwrite=True)
+    check_writable(path, overwrite)
     for old in _leftovers(path):
         shutil.rmtree(old, ignore_errors=True)
     token = uuid.uuid4().hex[:8]
