@@ -8,6 +8,7 @@ workers do not pay for what they do not use.
 
 from __future__ import annotations
 
+from geochem_sr import accessor  # noqa: F401  (registers the ``.geosr`` accessor)
 from geochem_sr.errors import (
     CRSError,
     DataError,
@@ -25,15 +26,18 @@ from geochem_sr.schema import validate
 from geochem_sr.version import __version__
 
 #: Public names by the stage (module) that defines them, imported on first use; and the
-#: stages (subpackages) and top-level modules, imported on first use of ``geochem_sr.<name>``.
+#: stages (subpackages) and top-level modules, imported on first use of ``geochem_sr.<name>``
+#: (those imported above, ``accessor``, ``errors``, ``exports``, ``schema`` and ``version``,
+#: are attributes already).
 _LAZY, __getattr__, __dir__ = lazy_exports(__name__, {
     "data": "synthetic_region SyntheticRegion load_meuse meuse_inputs thin_samples "
             "RealSurveyInputs",
     "survey": "build_survey",
     "io": "write_survey open_survey read_samples read_dem read_geology read_faults",
-    "covariates": "fault_distance contact_distance add_terrain embed_geology embedding_table "
-                  "GeologyVocabulary vocabulary_of rasterize_geology plot_units",
+    "covariates": "fault_distance contact_distance embedding_table GeologyVocabulary "
+                  "vocabulary_of rasterize_geology plot_units",
     "features": "lr_view add_lr_view",
+    "features.covariates": "add_terrain embed_geology",
     "gridding": "grid_samples",
     "trust": "calibrate cross_validate",
     "inference": "applicability predict_to_zarr super_resolve",
@@ -43,8 +47,8 @@ _LAZY, __getattr__, __dir__ = lazy_exports(__name__, {
     "metrics": "evaluate",
     "sampling": "BlockSplitter",
 }, submodules=("io", "gridding", "covariates", "features", "sampling", "models", "training",
-               "inference", "trust", "plotting", "experiment", "data", "schema", "errors",
-               "metrics", "survey", "accessor", "cli", "demo", "jsonable", "version", "exports"))
+               "inference", "trust", "plotting", "experiment", "data", "metrics", "survey",
+               "cli", "demo", "jsonable"))
 
 __all__ = [
     "CRSError",
@@ -62,9 +66,3 @@ __all__ = [
     *_LAZY,
 ]
 
-
-# register the ``.geosr`` accessor when xarray is imported with us
-try:  # pragma: no cover - accessor module arrives with the accessor issue
-    from geochem_sr import accessor as _accessor  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass

@@ -45,20 +45,18 @@ class GeoSRAccessor:
 
     # ------------------------------------------------------------------ inputs
     def add_terrain(self) -> xr.Dataset:
-        """Slope and aspect from ``elevation`` (:func:`geochem_sr.covariates.add_terrain`),
-        then ``lr_view`` seen again from the sparse sites."""
-        from geochem_sr.covariates import add_terrain
-        from geochem_sr.features import refresh_lr_view
+        """Slope and aspect from ``elevation``, then ``lr_view`` seen again from the sparse
+        sites (:func:`geochem_sr.features.add_terrain`)."""
+        from geochem_sr.features import add_terrain
 
-        return refresh_lr_view(add_terrain(self._ds))
+        return add_terrain(self._ds)
 
     def embed_geology(self, geology: Any = None, **kwargs: Any) -> xr.Dataset:
-        """Rasterize and embed the geology (:func:`geochem_sr.covariates.embed_geology`),
-        then ``lr_view`` seen again from the sparse sites."""
-        from geochem_sr.covariates import embed_geology
-        from geochem_sr.features import refresh_lr_view
+        """Rasterize and embed the geology, then ``lr_view`` seen again from the sparse sites
+        (:func:`geochem_sr.features.embed_geology`)."""
+        from geochem_sr.features import embed_geology
 
-        return refresh_lr_view(embed_geology(self._ds, geology, **kwargs))
+        return embed_geology(self._ds, geology, **kwargs)
 
     def embedding_table(self) -> pd.DataFrame:
         """The geology word vectors as a table like the paper's Table 4."""

@@ -42,8 +42,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
         dense = gs.read_samples(args.dense, **opts) if args.dense else None
         dem, geology, faults = args.dem, args.geology, args.faults
     ds = gs.build_survey(sparse, dense, dem=dem, geology=geology, faults=faults,
-                         cell_size=args.cell_size,
-                         method=args.method, unit_column=args.unit_column, seed=args.seed)
+                         cell_size=args.cell_size, method=args.method,
+                         unit_column=args.unit_column, censored=args.censored, seed=args.seed)
     path = gs.write_survey(ds, args.out, overwrite=args.overwrite)
     print(f"wrote {path}: {dict(ds.sizes)}, variables {sorted(ds.data_vars)}")
     return 0

@@ -6,7 +6,6 @@ Bottom layer: imports nothing of the package (only numpy).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +33,7 @@ def to_jsonable(obj: Any) -> Any:
 
     Examples
     --------
+    >>> from pathlib import Path
     >>> to_jsonable({"a": (np.float32(1.5), float("nan")), 2: Path("x")})
     {'a': [1.5, None], '2': 'x'}
     """
@@ -49,6 +49,4 @@ def to_jsonable(obj: Any) -> Any:
         return obj if math.isfinite(obj) else None
     if isinstance(obj, int | str | bool) or obj is None:
         return obj
-    if isinstance(obj, Path):
-        return str(obj)
     return str(obj)

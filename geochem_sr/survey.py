@@ -29,7 +29,8 @@ def _element_maps(
     method: str,
     name: str,
     gridding_kwargs: dict[str, Any],
-) -> tuple[xr.DataArray, xr.DataArray]:
+) -> tuple[xr.DataArray, xr.DataArray, int]:
+    """The element maps, their coverage, and the neighbours per cell the gridding used."""
     from geochem_sr.gridding import grid_samples
 
     out = grid_samples(samples, grid, elements=list(elements), method=method, **gridding_kwargs)
@@ -38,7 +39,7 @@ def _element_maps(
         "long_name": f"{'sparse' if name == schema.LR else 'dense'}-survey element map",
         "gridding": method,
     }
-    return conc, out["coverage"]
+    return conc, out["coverage"], int(out.attrs["k"])
 
 
 #: Smallest grid side, in cells, that a survey can be built on (a few network patches).
@@ -138,18 +139,19 @@ def build_survey(
         )
     units = sparse.attrs["units"]
 
-    lr, lr_cov = _element_maps(sparse, grid, elements, method, schema.LR, gridding_kwargs)
+    lr, lr_cov, _ = _element_maps(sparse, grid, elements, method, schema.LR, gridding_kwargs)
     ds = grid.copy()
     ds[schema.LR] = lr
     ds[schema.LR_COVERAGE] = lr_cov
     ds[schema.LR_SITES] = site_counts(sparse, grid)
     if samples_dense is not None:
         dense = io.read_samples(samples_dense, elements, censored=censored, target_crs=grid_crs)
-        hr, hr_cov = _element_maps(dense, grid, elements, method, schema.HR, gridding_kwargs)
+        hr, hr_cov, k = _element_maps(dense, grid, elements, method, schema.HR,
+                                      gridding_kwargs)
         ds[schema.HR] = hr
         ds[schema.HR_COVERAGE] = hr_cov
-        reach = neighbourhood_reach(dense, grid, np.asarray(hr.notnull().any(schema.ELEMENT)),
-                                    int(gridding_kwargs.get("k", 16)))
+        ds.attrs[schema.ATTR_HR_REACH] = neighbourhood_reach(
+            dense, grid, np.asarray(hr_cov), k, elements=elements)
     ds = ds.assign_coords(
         {
             schema.ELEMENT: np.array(elements, dtype=str),
@@ -174,8 +176,6 @@ def build_survey(
         ds[schema.FAULT_DISTANCE] = fault_distance(faults, grid)
     if covariate_channels(ds):
         ds[schema.LR_VIEW] = lr_view(ds)
-    if samples_dense is not None:
-        ds.attrs[schema.ATTR_HR_REACH] = reach
     ds.attrs.update(
         {
             "title": "geochem_sr survey dataset",

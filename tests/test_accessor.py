@@ -41,9 +41,16 @@ def test_accessor_holds_no_state(ds):
 
 def test_validate_and_covariates_equal_the_functions(ds):
     assert ds.geosr.validate() is ds
-    bare = ds.drop_vars(["slope", "aspect"])
-    xr.testing.assert_identical(bare.geosr.add_terrain()[["slope", "aspect"]],
-                                gs.add_terrain(bare)[["slope", "aspect"]])
+    raised = ds.assign(elevation=ds.elevation + 100)
+    terrain = raised.geosr.add_terrain()
+    xr.testing.assert_identical(terrain, gs.add_terrain(raised))  # lr_view included
+    assert not np.allclose(terrain.lr_view.sel(covariate="elevation"),
+                           ds.lr_view.sel(covariate="elevation"))  # refreshed, not stale
+    vocab = gs.vocabulary_of(ds)
+    other = gs.GeologyVocabulary(vocab.units, vocab.vectors[::-1])
+    geology = ds.geosr.embed_geology(vocabulary=other)
+    xr.testing.assert_identical(geology, gs.embed_geology(ds, vocabulary=other))
+    assert not np.allclose(geology.lr_view, ds.lr_view, equal_nan=True)
     assert ds.geosr.embedding_table().equals(gs.embedding_table(ds))
 
 

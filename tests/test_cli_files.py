@@ -64,6 +64,14 @@ def test_build_refuses_to_overwrite(built, files, capsys):
     assert sorted(p.name for p in built.iterdir()) == before
 
 
+def test_build_records_the_censoring_policy_it_was_given(built, files, tmp_path):
+    assert gs.open_survey(built).attrs[schema.ATTR_CENSORING] == "half"  # the default
+    out = tmp_path / "dl.zarr"
+    assert main(["build", str(out), "--sparse", str(files / "sparse.csv"), "--crs",
+                 "EPSG:32650", "--censored", "dl", "--method", "idw"]) == 0
+    assert gs.open_survey(out).attrs[schema.ATTR_CENSORING] == "dl"
+
+
 def test_train_predict_evaluate_on_partial_geology(built, files, capsys):
     model = files / "model.pt"
     assert main(["train", str(built), "--model-out", str(model), "--network", "srcnn",

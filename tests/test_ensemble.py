@@ -72,3 +72,24 @@ def test_members_get_their_seed_and_checkpoint():
     assert (second.seed, second.checkpoint, second.ensemble, second.epochs) == \
         (6, "run.ckpt.member1", 1, 7)
     assert member_config(TrainConfig(ensemble=2), 1).checkpoint is None
+
+
+def test_the_validation_report_builds_the_network_once(setup, monkeypatch):
+    from geochem_sr.training.data import TrainingParts
+    from geochem_sr.training.ensembles import combine
+
+    _, data, ens, members = setup
+    built = []
+    build = GeoSRModel.build_network
+
+    def counted(self, device=None):
+        built.append(self.network_name)
+        return build(self, device)
+
+    monkeypatch.setattr(GeoSRModel, "build_network", counted)
+    again = combine(members, TrainingParts(data, 16), "cpu")
+    assert built == ["ensemble"]
+    for el, rep in again.validation["per_element"].items():
+        want = ens.validation["per_element"][el]
+        assert rep["cells"] == want["cells"]
+        assert rep["rmse_pred"] == pytest.approx(want["rmse_pred"], rel=1e-4)

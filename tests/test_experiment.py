@@ -155,6 +155,11 @@ def test_render_results_keeps_numbers_and_notes(first: tuple[Path, dict], tmp_pa
     assert after == before  # same JSON, same notes -> same file
     rerendered = json.loads((tmp_path / "experiment-smoke.json").read_text())
     assert rerendered["rows"] == res["rows"] and rerendered["checks"] == res["checks"]
+    assert "Adam 1e-3 halved" in after  # the profile's learning rate, as the paper writes it
+    rerendered["profile"]["lr"] = 2.5e-4
+    (tmp_path / "experiment-smoke.json").write_text(json.dumps(rerendered))
+    ex.render_results(tmp_path / "experiment-smoke.json")
+    assert "Adam 2.5e-4 halved" in md.read_text()
     (tmp_path / "bad.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(SchemaError, match="experiment result"):
         ex.render_results(tmp_path / "bad.json")
@@ -187,6 +192,33 @@ def test_profile_train_config_per_row() -> None:
 
 
 # ----------------------------------------------------------------- parts, without training
+def test_cross_validation_trains_with_the_row_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import geochem_sr.trust as trust
+    from geochem_sr.experiment.networks import cross_validate_network
+
+    seen: dict = {}
+
+    class Report:
+        def to_dict(self) -> dict:
+            return {"per_element": {}}
+
+    def fake(ds, model, inputs, **kw):
+        seen.update(kw, model=model, inputs=inputs)
+        return Report()
+
+    monkeypatch.setattr(trust, "cross_validate", fake)
+    gpu = ex.get_profile("gpu")
+    assert cross_validate_network(None, "geochem", gpu, seed=3) == {"per_element": {}}
+    row = gpu.train_config("multilevel_unet", seed=3)
+    assert (seen["model"], seen["inputs"], seen["folds"], seen["keep_oof"]) == (
+        "multilevel_unet", "geochem", gpu.cv_folds, False)
+    for name in ("epochs", "seed", "patch_size", "stride", "patience", "learning_rate",
+                 "lr_step", "lr_gamma", "batch_size", "loss", "target_scale", "progress"):
+        assert seen[name] == getattr(row, name), name
+    assert seen["network_kwargs"] == {}
+    assert not {"splitter", "checkpoint", "resume", "ensemble"} & set(seen)
+
+
 def test_row_cache_round_trip_and_fingerprint(tmp_path: Path) -> None:
     row = {"key": "k", "scores": {"psnr_avg": np.float32(20.5), "bad": float("nan")}}
     crops = {"pred": np.arange(6.0).reshape(1, 2, 3)}
@@ -203,8 +235,8 @@ def test_row_cache_round_trip_and_fingerprint(tmp_path: Path) -> None:
 
 def _row(kind: str, key: str, psnr: float, ssim: float, rmse: float,
          network: str | None = None, inputs: str = "geochem") -> dict:
-    label = f"{ex.NETWORK_LABELS[network]} · {inputs}" if network else key
-    return {"key": key, "kind": kind, "network": network, "inputs": inputs, "label": label,
+    # the label is only displayed: the checks find rows by network and input set
+    return {"key": key, "kind": kind, "network": network, "inputs": inputs, "label": key,
             "scores": {"psnr_avg": psnr, "ssim_avg": ssim, "rmse_log10": rmse}}
 
 
@@ -217,6 +249,8 @@ def test_expectations_checked_on_a_made_up_table() -> None:
     lines, checks = check_expectations(rows)
     assert len(lines) == 3 and all("**holds**" in line for line in lines)
     assert checks["expect_multilevel_all_best"] and checks["expect_geology_improves_each"]
+    best = f"multilevel_unet-{ex.INPUT_SETS[0]}"
+    assert checks["best_psnr_avg"] == checks["best_ssim_avg"] == best
     assert checks["expect_every_network_beats_sparse_and_idw"]
     rows[-1]["scores"]["psnr_avg"] = 99.0  # regression kriging now beats every network
     _, checks = check_expectations(rows)

@@ -616,6 +616,9 @@ def test_embed_geology_leaves_lr_view_to_the_caller_and_the_accessor_refreshes_i
     expected = add_lr_view(stale, [str(c) for c in ds[schema.COVARIATE].values])
     xr.testing.assert_allclose(fresh[schema.LR_VIEW], expected[schema.LR_VIEW])
     assert not np.allclose(fresh[schema.LR_VIEW].values, ds[schema.LR_VIEW].values)
+    from geochem_sr.features import embed_geology as embed_and_view
+
+    xr.testing.assert_identical(embed_and_view(ds, vocabulary=other), fresh)  # = gs.embed...
 
 
 def test_embed_codes_is_the_embedding_step_alone():

@@ -411,3 +411,26 @@ def test_kriging_with_a_search_radius_leaves_empty_neighbourhoods_nan():
     alone, _ = krige_points(xy, z, q[[0, 2]], vg, k=8, search_radius=300.0)
     np.testing.assert_array_equal(est[[0, 2]], alone)
     assert np.isfinite(alone).all()
+
+
+# --- neighbourhood reach ----------------------------------------------------------------------
+def test_neighbourhood_reach_is_that_of_the_element_with_the_fewest_sites():
+    """An element measured at few sites is gridded from those alone: its k-th neighbour is
+    farther than the others', and that larger distance is the reach."""
+    grid = make_grid()
+    samples = make_samples(200, seed=3)
+    samples.loc[samples.index[40:], "Cu"] = np.nan  # Cu at 40 of the 200 sites only
+    out = grid_samples(samples, grid, ["As", "Cu"], method="idw")
+    covered = out[COVERAGE].values
+    cells = cell_centres(grid)[covered.ravel()]
+    k = out.attrs["k"]
+    expect = {e: cKDTree(xy_of(samples)[samples[e].notna().to_numpy()]).query(cells, k=k)[0]
+              .max() for e in ("As", "Cu")}
+    assert expect["Cu"] > 1.5 * expect["As"]
+    reach = gridding.neighbourhood_reach(samples, grid, covered, k)
+    np.testing.assert_allclose(reach, expect["Cu"])
+    only_as = gridding.neighbourhood_reach(samples, grid, covered, k, elements=["As"])
+    np.testing.assert_allclose(only_as, expect["As"])
+    blocks = gridding.neighbourhood_reach(samples, grid, covered, k, block_cells=7)
+    assert blocks == reach  # queried a few rows at a time, same answer
+    assert gridding.neighbourhood_reach(samples, grid, np.zeros_like(covered), k) == 0.0

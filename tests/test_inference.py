@@ -588,8 +588,29 @@ def test_calibrated_std_is_one_rule_for_numpy_dask_and_xarray(survey):
     expect = np.float32(2.0) * np.maximum(np.float32(0.5) * spread[0], np.float32(0.05))
     assert np.array_equal(out[0], expect, equal_nan=True)
     assert np.array_equal(out[2], spread[2], equal_nan=True)  # Au: not calibrated, raw
-    lazy = calibrated_std(dsa.from_array(spread, chunks=(3, 10, 10)), model).compute()
+    lazy = calibrated_std(dsa.from_array(spread, chunks=(3, 10, 10)), model)
+    assert isinstance(lazy, dsa.Array) and lazy.dtype == np.float32  # stays lazy
+    lazy = lazy.compute()
     da = calibrated_std(xr.DataArray(spread, dims=(schema.ELEMENT, schema.Y, schema.X),
                                      attrs={"units": "log10"}), model)
     assert np.array_equal(lazy, out, equal_nan=True)
     assert np.array_equal(da.values, out, equal_nan=True) and da.attrs["units"] == "log10"
+
+
+@pytest.mark.parametrize("key", [*NETS, "multilevel_unet"])
+def test_network_geometry_is_that_of_the_built_network(survey, key):
+    """The class-attribute shortcut and the built network agree; the model file and the
+    tiling read the same values."""
+    from geochem_sr.models import get_model, network_geometry
+
+    name, config = NETS.get(key, (key, {"base_channels": 8}))
+    full = {"in_channels": 5, "out_channels": 3, **config}
+    net = get_model(name, **full)
+    want = (int(getattr(net, "size_multiple", 1) or 1), int(net.receptive_field))
+    assert network_geometry(name, full) == want
+    if key in NETS:
+        model = _model(survey, key)
+        g = geometry.geometry(model)
+        assert (g.size_multiple, g.receptive_field) == network_geometry(
+            model.network_name, model.network_config)
+        assert model.receptive_field == g.receptive_field

@@ -20,7 +20,7 @@ from affine import Affine
 import geochem_sr as gs
 from geochem_sr import io, schema
 from geochem_sr.covariates import embed_geology, rasterize_geology, terrain_from_dem
-from geochem_sr.errors import CRSError, DataError, GridError, InputFileError
+from geochem_sr.errors import CRSError, DataError, GridError, InputFileError, ParameterError
 
 CRS = "EPSG:32650"
 X0, Y0 = 500_000.0, 4_000_000.0
@@ -104,8 +104,11 @@ def test_unknown_separator_is_named(tmp_path):
 
 def test_unquoted_comma_number_is_refused_not_shifted(tmp_path):
     text = "x,y,As\n500000,4000000,1,500\n500100,4000100,2\n"
-    with pytest.raises(InputFileError, match=r"at most 3 fields.*lines \[2\].*quote"):
+    with pytest.raises(InputFileError, match=r"at most 3 fields.*on line 2;.*quote"):
         gs.read_samples(_csv(tmp_path, text), crs=CRS)
+    later = "x,y,As\n500000,4000000,1\n\n500100,4000100,2,500\n"  # pandas' ParserError
+    with pytest.raises(InputFileError, match=r"at most 3 fields.*on line 4;.*quote"):
+        gs.read_samples(_csv(tmp_path, later), crs=CRS)
 
 
 # --- 3. non-finite and implausible values ------------------------------------------------
@@ -200,14 +203,14 @@ def test_geology_and_faults_in_degrees_declared_as_utm_are_refused():
 
 # --- 5. element names ------------------------------------------------------------------
 def test_element_that_is_not_a_chemical_symbol_is_refused(tmp_path):
-    with pytest.raises(DataError, match=r"expected chemical symbols.*found \['Xx'\]"):
+    with pytest.raises(ParameterError, match=r"expected chemical symbols.*found \['Xx'\]"):
         _samples(tmp_path, "As,Xx", "1,2", elements=["As", "Xx"])
-    with pytest.raises(DataError, match=r"did you mean \{'as': 'As'\}"):
+    with pytest.raises(ParameterError, match=r"did you mean \{'as': 'As'\}"):
         _samples(tmp_path, "As", "1", elements=["as"])
 
 
 def test_duplicated_element_is_refused(tmp_path):
-    with pytest.raises(DataError, match=r"each element once, found \['As'\]"):
+    with pytest.raises(ParameterError, match=r"each element once, found \['As'\]"):
         _samples(tmp_path, "As", "1", elements=["As", "As"])
 
 

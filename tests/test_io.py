@@ -139,3 +139,10 @@ def test_incomplete_store_refused(tmp_path, survey):
 def test_open_missing(tmp_path):
     with pytest.raises(gs.InputFileError, match="not found"):
         gs.open_survey(tmp_path / "nope.zarr")
+
+
+def test_bad_policy_or_marks_are_parameter_errors():
+    with pytest.raises(gs.ParameterError, match=r"censored policy.*'quarter'"):
+        io.parse_censored(pd.Series(["1"]), policy="quarter")
+    with pytest.raises(gs.ParameterError, match=r"decimal / thousands.*decimal=','"):
+        io.parse_censored(pd.Series(["1"]), decimal=",", thousands=",")

@@ -497,3 +497,41 @@ def test_summary_prints_the_validation_table(model):
         line = next(ln for ln in text.splitlines() if ln.strip().startswith(el))
         assert f"{rep['rmse_lr']:.4f}" in line and f"{rep['rmse_pred']:.4f}" in line
         assert np.isfinite(rep["gain"])
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(model, saved, monkeypatch):
+    before = saved.read_bytes()
+
+    def broken(obj, fh):
+        fh.write(b"partial")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(ModelFileError, match=r"model\.pt.*cannot be written.*disk full"):
+        dataclasses.replace(model, shrinkage={"As": 0.5}).save(saved)
+    assert saved.read_bytes() == before
+    assert [p.name for p in saved.parent.iterdir()] == [saved.name]
+
+
+def test_write_file_atomically_takes_a_writer_text_or_bytes(tmp_path):
+    from geochem_sr.io.files import write_file_atomically
+
+    path = tmp_path / "f.bin"
+    assert write_file_atomically(path, lambda fh: fh.write(b"\x00\x01")) == path
+    assert path.read_bytes() == b"\x00\x01"
+    write_file_atomically(path, "é")
+    assert path.read_text(encoding="utf-8") == "é"
+
+    def fails(fh):
+        fh.write(b"x")
+        raise ValueError("no")
+
+    with pytest.raises(ValueError, match="no"):
+        write_file_atomically(path, fails)
+    assert path.read_text(encoding="utf-8") == "é" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_identity_of_metadata_already_built_is_the_identity(model):
+    meta = model.metadata()
+    assert model.identity(meta) == model.identity()
+    assert meta == model.metadata()  # not changed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -231,6 +232,11 @@ def test_bad_arguments_raise_geosr_errors():
         get_model("unet", 18, 2.5)
     with pytest.raises(ParameterError, match="activation"):
         get_model("unet", 18, 10, activation="swish")
+    # one rule for positive integers (geochem_sr.checks), as for the training settings
+    for bad in (3.0, math.nan, math.inf, True, "3"):
+        with pytest.raises(ParameterError, match="features.*positive integer"):
+            get_model("vdsr", 18, 10, features=bad)
+    assert get_model("vdsr", np.int64(18), 10, features=np.int64(4)).config["features"] == 4
 
 
 def test_bad_inputs_raise_geosr_errors():

@@ -137,6 +137,18 @@ def test_dem_at_another_resolution_is_resampled_bilinearly():
     np.testing.assert_array_equal(ds.y.values, grid.y.values)
 
 
+def test_terrain_from_dem_checks_the_grid_once(monkeypatch):
+    calls = []
+    check_grid = schema.check_grid
+    monkeypatch.setattr(schema, "check_grid",
+                        lambda obj, name="dataset": calls.append(name) or check_grid(obj, name))
+    grid = make_grid()
+    calls.clear()
+    dem = dem_on((X0 - 500, Y0 - 500, X0 + 2500, Y0 + 2000), 20.0, CRS, rough)
+    terrain_from_dem(dem, grid)
+    assert calls.count("grid") == 1  # (add_terrain then checks the grid of its own result)
+
+
 @pytest.mark.parametrize("dem_crs", ["EPSG:32649", "EPSG:4326"])
 def test_dem_in_another_crs_is_reprojected_correctly(dem_crs):
     grid = make_grid()
@@ -217,3 +229,6 @@ def test_add_terrain_leaves_lr_view_to_the_caller_and_the_accessor_refreshes_it(
                                before.sel(covariate="elevation") + 100, rtol=1e-5)
     np.testing.assert_allclose(view.sel(covariate="slope"), before.sel(covariate="slope"),
                                rtol=1e-5)
+    from geochem_sr.features import add_terrain as add_terrain_and_view
+
+    xr.testing.assert_identical(add_terrain_and_view(raised), fresh)  # = gs.add_terrain

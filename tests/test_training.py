@@ -340,6 +340,13 @@ def test_config_holds_the_settings_and_checks_them():
             TrainConfig(**{name: value})
     with pytest.raises(TypeError, match="epoch_count"):
         TrainConfig.resolve(epoch_count=3)
+    # numpy integers and numbers count (geochem_sr.checks); floats are no counts
+    numpy_made = TrainConfig(epochs=np.int64(5), seed=np.int32(2), learning_rate=np.float32(1e-3))
+    assert numpy_made.epochs == 5 and numpy_made.seed == 2
+    with pytest.raises(ParameterError, match="epochs: expected a positive integer"):
+        TrainConfig(epochs=5.0)
+    with pytest.raises(ParameterError, match="patience: expected a positive integer or None"):
+        TrainConfig(patience=np.bool_(True))
 
 
 def test_a_config_trains_as_its_keywords_do(survey, data):

@@ -272,6 +272,24 @@ def test_cross_validation_refuses_its_own_splitter() -> None:
         cross_validate(ds, "srcnn", "geochem", splitter=BlockSplitter(16))
 
 
+def test_cross_validation_checks_the_training_settings_before_any_fold(monkeypatch) -> None:
+    import geochem_sr.training as training
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("train() called")
+
+    monkeypatch.setattr(training, "train", no_training)
+    ds = make_case("noise", n=48)
+    with pytest.raises(ParameterError, match="patch_size"):
+        cross_validate(ds, "srcnn", "geochem", patch_size=0)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        cross_validate(ds, "srcnn", "geochem", patch_sise=16)
+    with pytest.warns(DeprecationWarning, match="model_kwargs"), \
+            pytest.raises(AssertionError, match="train"):  # the old name is resolved
+        cross_validate(ds, "srcnn", "geochem", folds=3, block_size=12, gap=0,
+                       model_kwargs={"features": 8}, patch_size=8, stride=4)
+
+
 # --------------------------------------------------------------------------- applicability
 def test_unseen_lithology_is_outside_the_area_of_applicability(learnable_case) -> None:
     ds, model, cal = learnable_case

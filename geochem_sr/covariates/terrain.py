@@ -39,15 +39,19 @@ def _masked(dem: xr.DataArray) -> xr.DataArray:
     return out.rio.write_nodata(np.nan, encoded=False)
 
 
-def _check_resolution(dem: xr.DataArray, grid: xr.Dataset, max_coarsening: float) -> None:
-    """GridError for a DEM of fewer than 2 x 2 cells or far coarser than the grid."""
+def _check_resolution(dem: xr.DataArray, grid: xr.Dataset, cell: tuple[float, float],
+                      max_coarsening: float) -> None:
+    """GridError for a DEM of fewer than 2 x 2 cells or far coarser than the grid.
+
+    ``cell``: the grid's ``(dx, dy)`` (:func:`geochem_sr.schema.check_grid`).
+    """
     ny, nx = dem.sizes[schema.Y], dem.sizes[schema.X]
     if ny < 2 or nx < 2:
         raise GridError(
             f"DEM: expected at least 2 x 2 cells (to interpolate elevation and derive slope), "
             f"found {ny} x {nx}; provide a DEM over the whole survey area"
         )
-    dx, dy = schema.check_grid(grid, "grid")
+    dx, dy = cell
     if dem.rio.crs == grid.rio.crs:
         cx, cy = (abs(v) for v in dem.rio.resolution())
     else:
@@ -133,12 +137,12 @@ def terrain_from_dem(
 
     if not isinstance(dem, xr.DataArray):
         raise SchemaError(f"DEM: expected an xarray.DataArray, found {type(dem).__name__}")
-    schema.check_grid(grid, "grid")
+    cell = schema.check_grid(grid, "grid")
     schema.check_crs(grid, "grid")
     dem = single_band(dem, "DEM", SchemaError).transpose(schema.Y, schema.X)
     if dem.rio.crs is None:
         raise CRSError("DEM: expected a CRS (dem.rio.write_crs(...)), found none")
-    _check_resolution(dem, grid, max_coarsening)
+    _check_resolution(dem, grid, cell, max_coarsening)
     masked = _masked(dem)
     tmpl = _template(grid)
     elev = masked.rio.reproject_match(tmpl, resampling=Resampling.bilinear)

@@ -23,6 +23,7 @@ from geochem_sr.experiment.profiles import (
     NETWORKS,
     row_key,
 )
+from geochem_sr.plotting.style import map_extent, robust_limits
 
 if TYPE_CHECKING:  # pragma: no cover
     from geochem_sr.sampling import TrainingData
@@ -78,10 +79,7 @@ def draw_figure(panels: dict[str, np.ndarray], labels: dict[str, str], dense: np
                              layout="constrained")
     for i, el in enumerate(elements):
         maps = [panels[k][i] for k in keys] + [dense[i]]
-        vals = np.concatenate([m[np.isfinite(m) & (m > 0)] for m in maps])
-        lo, hi = (np.percentile(vals, [2, 98]) if vals.size else (1.0, 10.0))
-        hi = hi if hi > lo else lo * 10
-        norm = LogNorm(lo, hi)
+        norm = LogNorm(*robust_limits(maps, positive=True))
         errs = [np.log10(np.where(panels[k][i] > 0, panels[k][i], np.nan))
                 - np.log10(np.where(dense[i] > 0, dense[i], np.nan)) for k in keys]
         evals = np.concatenate([np.abs(e[np.isfinite(e)]) for e in errs])
@@ -133,10 +131,7 @@ def write_figure(ds: xr.Dataset, crops: Mapping[str, np.ndarray], dense: np.ndar
         panel_keys.insert(2, "kriging")
         labels["kriging"] = BASELINE_LABELS["kriging"]
     panel_keys += [row_key(n, INPUT_SETS[0]) for n in NETWORKS]
-    x = np.asarray(ds[schema.X].values[box[1]], float) / 1e3
-    y = np.asarray(ds[schema.Y].values[box[0]], float) / 1e3
-    cell = float(ds.attrs.get("cell_size", 50.0)) / 1e3
-    extent = [x.min() - cell / 2, x.max() + cell / 2, y.min() - cell / 2, y.max() + cell / 2]
+    extent, _ = map_extent(ds[schema.HR].isel({schema.Y: box[0], schema.X: box[1]}))
     draw_figure({k: crops[k] for k in panel_keys}, labels, dense, elements,
                 schema.units_of(ds), extent, path,
                 f"One test block ({box[0].stop - box[0].start} x {box[1].stop - box[1].start} "

@@ -7,6 +7,7 @@ file reports.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import traceback
 import warnings
@@ -26,6 +27,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["predict_map", "train_network", "training_info", "trust_figures",
            "cross_validate_network"]
+
+#: TrainConfig settings not passed to ``trust.cross_validate``: it makes its own folds
+#: (``splitter``), keeps no checkpoint (``checkpoint``, ``resume``) and trains one network
+#: per fold (``ensemble``).
+_NOT_CROSS_VALIDATED = frozenset({"splitter", "checkpoint", "resume", "ensemble"})
 
 
 def predict_map(ds: xr.Dataset, model: GeoSRModel) -> xr.DataArray:
@@ -109,20 +115,21 @@ def trust_figures(ds: xr.Dataset, model: GeoSRModel, data: TrainingData, seed: i
 
 def cross_validate_network(ds: xr.Dataset, inputs: str, profile: Profile, seed: int
                            ) -> dict[str, Any]:
-    """Spatial k-fold cross-validation of the multi-level U-Net (``cv_folds`` > 0)."""
+    """Spatial k-fold cross-validation of the multi-level U-Net (``cv_folds`` > 0).
+
+    Trained with the row's settings (:meth:`Profile.train_config`) less those that
+    ``cross_validate`` makes itself or does not take (:data:`_NOT_CROSS_VALIDATED`).
+    """
     try:
         from geochem_sr.trust import cross_validate
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            t = profile.training
-            rep = cross_validate(
-                ds, "multilevel_unet", inputs, folds=profile.cv_folds, epochs=t.epochs,
-                seed=seed, keep_oof=False, patch_size=t.patch_size, stride=t.stride,
-                patience=t.patience, learning_rate=t.learning_rate, batch_size=t.batch_size,
-                lr_step=t.lr_step, loss=t.loss, target_scale=t.target_scale,
-                network_kwargs=dict(profile.network_kwargs.get("multilevel_unet", {})),
-            )
+            config = profile.train_config("multilevel_unet", seed)
+            settings = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+                        if f.name not in _NOT_CROSS_VALIDATED}
+            rep = cross_validate(ds, "multilevel_unet", inputs, folds=profile.cv_folds,
+                                 keep_oof=False, **settings)
         return to_jsonable(rep.to_dict())
     except Exception as exc:  # noqa: BLE001 - reported in the results, the table goes on
         return {"error": f"{type(exc).__name__}: {exc}",

@@ -50,6 +50,12 @@ def format_value(v: Any, col: str = "") -> str:
     return _FORMATS.get(col, "{:.3f}").format(float(v))
 
 
+def _exponent(x: float) -> str:
+    """A positive number in short scientific notation: ``1e-3``, ``2.5e-4``."""
+    mantissa, exponent = f"{float(x):e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
 def _flags(inputs: str) -> tuple[str, str, str]:
     """The Geochem / Topo / Geology cells of an input set (Yes / No)."""
     groups = schema.parse_input_set(inputs)
@@ -127,8 +133,8 @@ def _settings_lines(result: dict[str, Any]) -> list[str]:
         f"{result['seed']}: cells {split['cells']}, patches ({p['patch_size']} x "
         f"{p['patch_size']}, stride {p['stride']}) {split['patches']}.",
         f"- Training: at most {p['epochs']} epochs, early stopping patience "
-        f"{p['patience']}, batch {p['batch_size']}, Adam 1e-3 halved every {p['lr_step']} "
-        f"epochs, loss `{p['loss']}` on the "
+        f"{p['patience']}, batch {p['batch_size']}, Adam {_exponent(p['lr'])} halved every "
+        f"{p['lr_step']} epochs, loss `{p['loss']}` on the "
         + ("raw log10 residual" if p["target_scale"] is None else
            f"residual standardised per element ({p['target_scale']})")
         + " (the toolkit's defaults), weights of the best validation epoch (lowest validation "
@@ -302,9 +308,7 @@ def _old_notes(md_path: Path) -> str:
 
 
 def write_markdown(result: dict[str, Any], md_path: Path) -> None:
-    """(Re)compute the findings of ``result`` and write its markdown, keeping the notes."""
-    result["findings"], checks = check_expectations(result["rows"])
-    result["checks"] = to_jsonable(checks)
+    """Write the markdown of ``result`` (its stored findings), keeping the notes."""
     md_path.write_text(_markdown(result, _old_notes(md_path)), encoding="utf-8")
 
 
@@ -330,6 +334,8 @@ def render_results(json_path: str | os.PathLike) -> Path:
         raise SchemaError(f"{json_path}: expected an experiment result ({RESULT_FORMAT!r}), "
                           f"found {result.get('format')!r}")
     md_path = json_path.with_suffix(".md")
+    result["findings"], checks = check_expectations(result["rows"])
+    result["checks"] = to_jsonable(checks)
     write_markdown(result, md_path)
     json_path.write_text(json.dumps(result, indent=1), encoding="utf-8")
     return md_path

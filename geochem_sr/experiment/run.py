@@ -49,7 +49,7 @@ from geochem_sr.experiment.profiles import (
     row_key,
 )
 from geochem_sr.experiment.report import RESULT_FORMAT, write_markdown
-from geochem_sr.experiment.scoring import as_prediction, score_map, truth_on_grid
+from geochem_sr.experiment.scoring import as_prediction, score_map, truth_on_grid, truth_rmse
 from geochem_sr.jsonable import to_jsonable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -270,36 +270,36 @@ def run_experiment(
     timings["networks_s"] = time.perf_counter() - t_nets - t_trust
     timings["trust_s"] = t_trust
     if prof.toolkit_row:
-        row = cache.get("toolkit")
-        if row is None:
+        hit = cache.get("toolkit")
+        if hit is None:
             w0 = time.perf_counter()
             model, notes = train_network(ds, datas[TOOLKIT_INPUTS], "multilevel_unet", prof, seed,
                                          toolkit=True)
             pred = predict_map(ds, model)
-            row = ({"key": "toolkit", "kind": "toolkit", "network": "multilevel_unet",
-                    "inputs": datas[TOOLKIT_INPUTS].inputs_set, "label": TOOLKIT_LABEL,
-                    **score_map(ds, truth, pred, windows),
-                    "training": training_info(model, notes),
-                    "trust": trust_figures(ds, model, datas[TOOLKIT_INPUTS], seed),
-                    "seconds": time.perf_counter() - w0}, {})
-            cache.put("toolkit", *row)
-            log(f"toolkit: RMSE {row[0]['scores']['rmse_log10']:.4f}, "
-                f"{row[0]['seconds']:.0f} s")
-        rows.append(row[0])
+            row = {"key": "toolkit", "kind": "toolkit", "network": "multilevel_unet",
+                   "inputs": datas[TOOLKIT_INPUTS].inputs_set, "label": TOOLKIT_LABEL,
+                   **score_map(ds, truth, pred, windows),
+                   "training": training_info(model, notes),
+                   "trust": trust_figures(ds, model, datas[TOOLKIT_INPUTS], seed),
+                   "seconds": time.perf_counter() - w0}
+            cache.put("toolkit", row, {})
+            log(f"toolkit: RMSE {row['scores']['rmse_log10']:.4f}, {row['seconds']:.0f} s")
+        else:
+            row, _ = hit
+        rows.append(row)
 
     # rows in table order: networks (paper's order) then baselines
     rows = [r for kind in ("network", "toolkit", "baseline") for r in rows
             if r["kind"] == kind]
     findings, checks = check_expectations(rows)
     lr_row = next(r for r in rows if r["key"] == "sparse")
-    hr_score = score_map(truth.to_dataset(), truth, as_prediction(ds[schema.HR], ds, elements),
-                      windows)
+    hr_rmse, hr_per_element = truth_rmse(truth, as_prediction(ds[schema.HR], ds, elements),
+                                         windows)
     reference = {
         "lr_vs_hr_rmse": lr_row["scores"]["rmse_log10"],
         "lr_vs_truth_rmse": lr_row["scores"]["truth_rmse_log10"],
-        "hr_vs_truth_rmse": hr_score["scores"]["rmse_log10"],
-        "hr_vs_truth_per_element": {el: v["rmse_log10"]
-                                    for el, v in hr_score["per_element"].items()},
+        "hr_vs_truth_rmse": hr_rmse,
+        "hr_vs_truth_per_element": hr_per_element,
     }
 
     write_figure(ds, crops, hr_crop, fig_el, box, bool(base_info["kriging"].get("equals_lr")),

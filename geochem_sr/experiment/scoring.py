@@ -16,7 +16,7 @@ import xarray as xr
 from geochem_sr import schema
 from geochem_sr.metrics import COLUMNS, evaluate, table_row
 
-__all__ = ["grid_of", "as_prediction", "truth_on_grid", "score_map"]
+__all__ = ["grid_of", "as_prediction", "truth_on_grid", "score_map", "truth_rmse"]
 
 
 def grid_of(ds: xr.Dataset) -> xr.Dataset:
@@ -58,12 +58,23 @@ def score_map(ds: xr.Dataset, truth: xr.DataArray, pred: xr.DataArray,
     Returns ``{"scores": averages over the elements, "per_element": element -> scores}``.
     """
     df = evaluate(ds, pred, windows=windows)
-    t = evaluate(truth.to_dataset(), pred, windows=windows)
+    truth_mean, truth_per = truth_rmse(truth, pred, windows)
     per_element = {
         str(el): {c: float(df.loc[el, c]) for c in COLUMNS} | {
-            "truth_rmse_log10": float(t.loc[el, "rmse_log10"])}
+            "truth_rmse_log10": truth_per[str(el)]}
         for el in df.index if el != "mean"
     }
     mean = table_row(df)
-    mean["truth_rmse_log10"] = float(t.drop(index="mean")["rmse_log10"].mean())
+    mean["truth_rmse_log10"] = truth_mean
     return {"scores": mean, "per_element": per_element}
+
+
+def truth_rmse(truth: xr.DataArray, pred: xr.DataArray, windows: Sequence[Any]
+               ) -> tuple[float, dict[str, float]]:
+    """RMSE (log10) of ``pred`` against the noise-free truth on the test windows.
+
+    Returns the mean over the elements and ``element -> RMSE``.
+    """
+    t = evaluate(truth.to_dataset(), pred, windows=windows).drop(index="mean")
+    return (float(t["rmse_log10"].mean()),
+            {str(el): float(t.loc[el, "rmse_log10"]) for el in t.index})

@@ -12,12 +12,12 @@ from collections.abc import Iterable
 import numpy as np
 import xarray as xr
 
-from geochem_sr.covariates.geology import GeologyVocabulary, embed_geology, unit_names
+from geochem_sr.covariates.geology import NO_UNIT, GeologyVocabulary, embed_geology, unit_names
 from geochem_sr.features.sparse_view import refresh_lr_view
 
 __all__ = ["NO_UNIT_LABEL", "embed_with_vocabulary", "legend_codes", "unit_labels"]
 
-#: Label of the cells that no unit covers (code -1).
+#: Label of the cells that no unit covers (code :data:`~geochem_sr.covariates.geology.NO_UNIT`).
 NO_UNIT_LABEL = "<no unit>"
 
 
@@ -44,14 +44,14 @@ def embed_with_vocabulary(ds: xr.Dataset, vocabulary: str) -> xr.Dataset:
 
 def unit_labels(lithology: xr.DataArray, codes: Iterable[int]) -> list[str]:
     """The label of each unit code of a lithology map: its name in the map's legend,
-    :data:`NO_UNIT_LABEL` for -1, ``"code N"`` for a code the legend does not name."""
+    :data:`NO_UNIT_LABEL` for ``NO_UNIT`` (-1), ``"code N"`` for a code the legend does not name."""
     names = unit_names(lithology)
     return [NO_UNIT_LABEL if int(c) < 0 else names.get(int(c), f"code {int(c)}")
             for c in codes]
 
 
 def legend_codes(lithology: xr.DataArray) -> list[int]:
-    """Every code a lithology map's legend lists (``flag_values`` and named codes), and -1
-    (no unit), sorted."""
+    """Every code a lithology map's legend lists (``flag_values`` and named codes), and
+    ``NO_UNIT`` (no unit), sorted."""
     flags = np.unique(np.asarray(lithology.attrs.get("flag_values", []), dtype=np.int64))
-    return sorted(set(flags.tolist()) | set(unit_names(lithology)) | {-1})
+    return sorted(set(flags.tolist()) | set(unit_names(lithology)) | {NO_UNIT})

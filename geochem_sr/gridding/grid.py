@@ -230,34 +230,69 @@ def _as_dataset(data: Any, plan: Plan, grid: xr.Dataset, samples: Any,
     return out.rio.write_transform(grid.rio.transform())
 
 
-def neighbourhood_reach(samples: Any, grid: xr.Dataset, covered: Any, k: int = 16) -> float:
-    """Largest distance (m) from a covered cell centre to the ``k``-th nearest sample.
+def neighbourhood_reach(samples: Any, grid: xr.Dataset, covered: Any, k: int = 16, *,
+                        elements: Sequence[str] | None = None,
+                        block_cells: int = 1 << 20) -> float:
+    """Largest distance (m) from a covered cell centre to the ``k``-th nearest sample of an
+    element.
 
     A cell of a map interpolated from its ``k`` nearest samples (kriging or IDW here)
     depends on no sample farther away than this: the reach a buffer between training and
-    held-out blocks must cover so that no training target uses a held-out sample.
+    held-out blocks must cover so that no training target uses a held-out sample. Each
+    element is gridded from its own locations (the samples where it has a finite value),
+    so an element measured at fewer sites reaches farther; the reach is the largest over
+    the elements.
 
     Parameters
     ----------
     samples : GeoDataFrame
-        The samples, in the grid's CRS.
+        The samples with numeric element columns, in the grid's CRS.
     grid : xarray.Dataset
         The survey grid.
     covered : array-like of bool, shape (y, x)
-        Cells the map has a value in.
+        Cells the map has a value in (e.g. the ``coverage`` of :func:`grid_samples`).
     k : int, default 16
-        Neighbours per cell.
+        Neighbours per cell, as :func:`grid_samples` used them (its ``attrs["k"]``); an
+        element with fewer locations uses all of them.
+    elements : sequence of str, optional
+        Element columns; default every column named like a chemical element.
+    block_cells : int, default 2**20
+        About how many grid cells are queried at once (whole rows at a time).
+
+    Returns
+    -------
+    float
+        The reach in metres; 0 when no cell is covered or no element has a location.
+
+    Examples
+    --------
+    >>> neighbourhood_reach(dense, grid, out["coverage"], out.attrs["k"])  # doctest: +SKIP
     """
     from scipy.spatial import cKDTree
 
-    xy = np.column_stack([samples.geometry.x.to_numpy(), samples.geometry.y.to_numpy()])
-    xy = np.unique(xy[np.isfinite(xy).all(axis=1)], axis=0)
     mask = np.asarray(covered, bool)
-    if len(xy) == 0 or not mask.any():
+    xy = np.column_stack([samples.geometry.x.to_numpy(), samples.geometry.y.to_numpy()])
+    located = np.isfinite(xy).all(axis=1)
+    trees: dict[bytes, tuple[Any, int]] = {}
+    for e in element_columns(samples, elements):
+        has = located & np.isfinite(samples[e].to_numpy(dtype=np.float64))
+        key = has.tobytes()
+        if key in trees or not has.any():
+            continue
+        sites = np.unique(xy[has], axis=0)
+        trees[key] = (cKDTree(sites), min(int(k), len(sites)))
+    if not trees or not mask.any():
         return 0.0
-    gx, gy = np.meshgrid(grid[schema.X].values, grid[schema.Y].values)
-    cells = np.column_stack([gx[mask], gy[mask]])
-    kk = min(int(k), len(xy))
-    d, _ = cKDTree(xy).query(cells, k=kk)
-    d = d if d.ndim == 1 else d[:, -1]
-    return float(d.max())
+    gx = np.asarray(grid[schema.X].values, np.float64)
+    gy = np.asarray(grid[schema.Y].values, np.float64)
+    rows = max(1, int(block_cells) // max(1, len(gx)))
+    reach = 0.0
+    for r0 in range(0, len(gy), rows):
+        r, c = np.nonzero(mask[r0:r0 + rows])
+        if len(r) == 0:
+            continue
+        cells = np.column_stack([gx[c], gy[r0 + r]])
+        for tree, kk in trees.values():
+            d, _ = tree.query(cells, k=[kk])
+            reach = max(reach, float(d.max()))
+    return reach

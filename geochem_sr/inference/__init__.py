@@ -16,9 +16,9 @@ their blending (:mod:`.windows`) are explained in ``docs/notes/inference.md``.
 
 from geochem_sr.inference.applicability import applicability
 from geochem_sr.inference.arrays import predict_array
-from geochem_sr.inference.calibration import calibrated_std
+from geochem_sr.inference.calibration import apply_residual, calibrated_std, shrink_factors
 from geochem_sr.inference.geometry import default_halo, tile_bounds
-from geochem_sr.inference.inputs import prepare_inputs
+from geochem_sr.inference.inputs import prepare_inputs, sparse_map
 from geochem_sr.inference.lazy import UNCERTAINTY_MEANING, super_resolve
 from geochem_sr.inference.network import MAX_BATCH_CELLS
 from geochem_sr.inference.stores import LEDGER_DIR
@@ -31,6 +31,9 @@ __all__ = [
     "applicability",
     "calibrated_std",
     "prepare_inputs",
+    "sparse_map",
+    "apply_residual",
+    "shrink_factors",
     "default_halo",
     "tile_bounds",
     "MAX_BATCH_CELLS",

@@ -54,14 +54,8 @@ def calibrate_spread(spread: Any, model: GeoSRModel) -> Any:
     s = per_element(model.shrinkage_of, 1.0)
     scale = per_element(lambda e: model.std_scale[e], 1.0)
     floor = per_element(lambda e: floors.get(e, 0.0), 0.0)
-    if isinstance(spread, xr.DataArray):
-        out = (np.maximum(spread * s, floor) * scale).astype(np.float32)
-        return out.assign_attrs(spread.attrs)
-    if isinstance(spread, np.ndarray):
-        return (np.maximum(spread * s, floor) * scale).astype(np.float32)
-    import dask.array as dsa
-
-    return (dsa.maximum(spread * s, floor) * scale).astype(np.float32)
+    out = (np.maximum(spread * s, floor) * scale).astype(np.float32)  # numpy, dask, xarray
+    return out.assign_attrs(spread.attrs) if isinstance(spread, xr.DataArray) else out
 
 
 def calibrated_std(spread: Any, model: GeoSRModel) -> Any:

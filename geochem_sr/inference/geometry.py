@@ -11,12 +11,11 @@ import json
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from geochem_sr.errors import ParameterError, SchemaError
-from geochem_sr.models import CONTEXTS, DEFAULT_CONTEXT, GeoSRModel
+from geochem_sr.models import CONTEXTS, DEFAULT_CONTEXT, GeoSRModel, network_geometry
 
 __all__ = [
     "Geometry",
@@ -57,14 +56,7 @@ def geometry(model: GeoSRModel) -> Geometry:
     key = json.dumps([model.network_name, model.network_config], sort_keys=True, default=str)
     geom = _GEOMETRY.get(key)
     if geom is None:
-        from geochem_sr.models import get_model, model_class
-
-        src: Any = model_class(model.network_name)  # class attributes when they are plain
-        sm, rf = getattr(src, "size_multiple", 1), getattr(src, "receptive_field", 64)
-        if not (isinstance(sm, int) and isinstance(rf, int)):  # properties of the config
-            src = get_model(model.network_name, **model.network_config)
-            sm, rf = getattr(src, "size_multiple", 1), getattr(src, "receptive_field", 64)
-        geom = Geometry(int(sm or 1), int(rf))
+        geom = Geometry(*network_geometry(model.network_name, model.network_config))
         _GEOMETRY[key] = geom
     return geom
 

@@ -5,7 +5,6 @@ the area of applicability added at the end."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import shutil
 import warnings
@@ -27,7 +26,6 @@ __all__ = [
     "TileJob",
     "done_tiles",
     "finish",
-    "fingerprint",
     "ledger",
     "mark_done",
     "start_or_resume",
@@ -90,25 +88,6 @@ def mark_done(out: Path, i: int, j: int) -> None:
     d = ledger(out)
     d.mkdir(exist_ok=True)
     gio.write_file_atomically(d / f"{i}_{j}", "done\n")
-
-
-def fingerprint(ds: xr.Dataset, in_path: Path) -> str:
-    """Identity of an input store: grid, variables, CRS and the content of every file
-    (:func:`geochem_sr.io.store_fingerprint`), so that a store rewritten with other values
-    at the same path is not resumed."""
-    import geochem_sr.io as gio
-
-    h = hashlib.sha256()
-    desc = {
-        "sizes": {str(k): int(v) for k, v in ds.sizes.items()},
-        "vars": {str(k): [str(v.dtype), list(map(str, v.dims))] for k, v in ds.data_vars.items()},
-        "crs": ds.rio.crs.to_wkt() if ds.rio.crs is not None else None,
-    }
-    h.update(json.dumps(desc, sort_keys=True).encode())
-    for c in (schema.X, schema.Y):
-        h.update(np.ascontiguousarray(ds[c].values, dtype=np.float64).tobytes())
-    h.update(gio.store_fingerprint(in_path).encode())
-    return h.hexdigest()
 
 
 def _store_attrs(out: Path) -> dict | None:

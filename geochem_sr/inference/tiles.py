@@ -26,7 +26,6 @@ from geochem_sr.inference.stores import (
     LEDGER_DIR,
     TileJob,
     done_tiles,
-    fingerprint,
     finish,
     mark_done,
     start_or_resume,
@@ -280,7 +279,7 @@ def predict_to_zarr(
     identity = {
         "model_digest": digest,
         "input": str(src),
-        "input_fingerprint": fingerprint(ds, src),
+        "input_fingerprint": gio.store_fingerprint(src),  # every file: values, grid, CRS
         "tile": tile_,
         "halo": halo_,
         "uncertainty": bool(uncertainty),

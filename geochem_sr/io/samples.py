@@ -21,7 +21,7 @@ import geopandas as gpd
 import pandas as pd
 
 from geochem_sr import schema
-from geochem_sr.errors import CRSError, DataError, InputFileError
+from geochem_sr.errors import CRSError, DataError, InputFileError, ParameterError
 from geochem_sr.io.values import (
     CENSORING_POLICIES,
     MISSING_CODES,
@@ -31,7 +31,7 @@ from geochem_sr.io.values import (
     parse_censored,
     parse_numbers,
 )
-from geochem_sr.io.vectors import check_points
+from geochem_sr.io.vectors import check_points, read_vector
 
 __all__ = ["CENSORING_POLICIES", "MISSING_CODES", "parse_censored", "read_samples"]
 
@@ -98,18 +98,37 @@ def _read_csv(path: Path, label: str, sep: str | None, encoding: str,
             f"{label}: expected columns for x, y and elements separated by one of "
             f"{list(_SEPARATORS)}, found {names} with separator {sep!r}; pass sep=..."
         )
-    with open(path, encoding=encoding, newline="") as fh:
-        rows = (ln.split() for ln in fh) if sep == r"\s+" else csv.reader(fh, delimiter=sep)
-        long = [i for i, row in enumerate(rows, 1) if len(row) > len(names)]
-    if long:
-        raise InputFileError(
+
+    def too_long(line: Any) -> InputFileError:
+        return InputFileError(
             f"{label}: expected at most {len(names)} fields per line (the header's), found "
-            f"more on lines {long[:5]}{' ...' if len(long) > 5 else ''}; quote values that "
-            f"contain the separator {sep!r} (\"1,500\") or pass sep=..."
+            f"more on line {line}; quote values that contain the separator {sep!r} "
+            "(\"1,500\") or pass sep=..."
         )
-    df = pd.read_csv(path, sep=sep, header=0, names=names, encoding=encoding, index_col=False,
-                     dtype={c: str for c in names if c in text_columns or c.lower() in _COORDS})
+
+    dtype = {c: str for c in names if c in text_columns or c.lower() in _COORDS}
+    with warnings.catch_warnings():
+        # a long first data row only warns (its extra fields would be dropped): refuse it
+        warnings.filterwarnings("error", "Length of header or names", pd.errors.ParserWarning)
+        try:
+            df = pd.read_csv(path, sep=sep, header=0, names=names, encoding=encoding,
+                             index_col=False, dtype=dtype)
+        except pd.errors.ParserWarning as exc:
+            raise too_long(_first_data_line(path, encoding)) from exc
+        except pd.errors.ParserError as exc:
+            found = re.search(r"Expected \d+ fields in line (\d+), saw \d+", str(exc))
+            if found:
+                raise too_long(found.group(1)) from exc
+            raise InputFileError(f"{label}: cannot be read as a CSV ({exc})") from exc
     return df, sep
+
+
+def _first_data_line(path: Path, encoding: str) -> int:
+    """Line number of the first row after the header (blank lines skipped, as pandas does)."""
+    with open(path, encoding=encoding) as fh:
+        filled = (i for i, line in enumerate(fh, 1) if line.strip())
+        next(filled, None)
+        return next(filled, 2)
 
 
 def _read_table(path: Path, label: str, opts: Mapping[str, Any]) -> tuple[gpd.GeoDataFrame, str]:
@@ -152,18 +171,22 @@ def _check_element_names(elements: Sequence[str] | str | None, label: str) -> li
         return None
     names = [elements] if isinstance(elements, str) else list(elements)
     if not names:
-        raise DataError(f"{label}: elements: expected at least one chemical symbol, found []")
+        raise ParameterError(
+            f"{label}: elements: expected at least one chemical symbol, found []"
+        )
     bad = [e for e in names if not isinstance(e, str) or e not in schema.KNOWN_ELEMENTS]
     if bad:
         hints = {e: str(e).strip().capitalize() for e in bad
                  if str(e).strip().capitalize() in schema.KNOWN_ELEMENTS}
-        raise DataError(
+        raise ParameterError(
             f"{label}: elements: expected chemical symbols (e.g. 'As', 'Cu'), found {bad}"
             + (f" (did you mean {hints}?)" if hints else "")
         )
     dup = sorted({e for e in names if names.count(e) > 1})
     if dup:
-        raise DataError(f"{label}: elements: expected each element once, found {dup} repeated")
+        raise ParameterError(
+            f"{label}: elements: expected each element once, found {dup} repeated"
+        )
     return names
 
 
@@ -309,8 +332,10 @@ def read_samples(
         reverse, x and y swapped).
     DataError
         Text in numeric columns, ambiguous decimal marks, non-finite values, values above
-        100 % in their unit, an unknown unit, elements that are not chemical symbols or are
-        repeated, a requested element with no value.
+        100 % in their unit, an unknown unit, a requested element with no value.
+    ParameterError
+        ``elements`` that are not chemical symbols or are repeated; an unknown ``censored``
+        policy, ``decimal`` or ``thousands`` mark.
 
     Warns
     -----
@@ -334,10 +359,7 @@ def read_samples(
                     "thousands": thousands, "encoding": encoding, "elements": requested}
             gdf, swap_fix = _read_table(path, label, opts)
         else:
-            try:
-                gdf = gpd.read_file(path, layer=layer)
-            except Exception as exc:  # pyogrio raises its own errors
-                raise InputFileError(f"{label}: cannot be read as a vector file ({exc})") from exc
+            gdf, _ = read_vector(path, "samples", layer)
             if crs is not None and gdf.crs is None:
                 gdf = gdf.set_crs(crs)
     dup = sorted({str(c) for c in gdf.columns[gdf.columns.duplicated()]})

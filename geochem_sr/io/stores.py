@@ -219,10 +219,14 @@ def _store_files(path: Path) -> list[Path]:
     return sorted(files)
 
 
+def _is_array(folder: Path) -> bool:
+    """Whether a folder holds Zarr array metadata (``.zarray`` or ``zarr.json``)."""
+    return (folder / ".zarray").is_file() or (folder / "zarr.json").is_file()
+
+
 def _variables_on_disk(path: Path) -> list[str]:
     """Array names of a store (folders holding ``.zarray`` or ``zarr.json``), sorted."""
-    return sorted(p.name for p in Path(path).iterdir() if p.is_dir()
-                  and ((p / ".zarray").is_file() or (p / "zarr.json").is_file()))
+    return sorted(p.name for p in Path(path).iterdir() if p.is_dir() and _is_array(p))
 
 
 def write_manifest(path: Path) -> Path:
@@ -253,8 +257,7 @@ def check_manifest(path: Path, label: str) -> None:
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{label}: its manifest {MANIFEST} is damaged ({exc}); rewrite the "
                         "store") from exc
-    gone = [v for v in variables if not ((path / v / ".zarray").is_file()
-                                         or (path / v / "zarr.json").is_file())]
+    gone = [v for v in variables if not _is_array(path / v)]
     if gone:
         raise DataError(f"{label}: variables {gone} are missing or their array metadata was "
                         "deleted (the store is damaged); rewrite it")

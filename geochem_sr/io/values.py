@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geochem_sr.errors import DataError
+from geochem_sr.errors import DataError, ParameterError
 
 __all__ = ["BELOW_DETECTION_TOKENS", "CENSORING_POLICIES", "MISSING_CODES", "MISSING_TOKENS",
            "UPPER_LIMITS", "check_concentrations", "normalize_unit", "parse_censored",
@@ -67,7 +67,7 @@ def rows_text(labels: Sequence[Any]) -> str:
 
 def _check_marks(decimal: str | None, thousands: str | None) -> None:
     if decimal not in _DECIMALS or thousands not in _THOUSANDS or (decimal or 0) == thousands:
-        raise DataError(
+        raise ParameterError(
             f"decimal / thousands: expected decimal in {_DECIMALS} and thousands in "
             f"{_THOUSANDS}, different, found decimal={decimal!r}, thousands={thousands!r}"
         )
@@ -128,6 +128,8 @@ def parse_numbers(
     DataError
         Text that is not a number, an ambiguous comma, or a non-finite number; the message
         names ``where``, the column, the rows and the fix.
+    ParameterError
+        An unknown ``decimal`` or ``thousands`` mark, or the same mark for both.
     """
     _check_marks(decimal, thousands)
     out = np.full(len(values), np.nan)
@@ -269,6 +271,9 @@ def parse_censored(
     DataError
         Text that is no number, censored value or missing-value token; an ambiguous comma;
         a non-finite number (``inf``, ``1e400``); a value in another unit than ``unit``.
+    ParameterError
+        An unknown ``policy``; an unknown ``decimal`` or ``thousands`` mark, or the same
+        mark for both.
 
     Warns
     -----
@@ -284,7 +289,9 @@ def parse_censored(
     ([1.5, 0.2, 2.0], 1)
     """
     if policy not in CENSORING_POLICIES:
-        raise DataError(f"censored policy: expected one of {CENSORING_POLICIES}, found {policy!r}")
+        raise ParameterError(
+            f"censored policy: expected one of {CENSORING_POLICIES}, found {policy!r}"
+        )
     _check_marks(decimal, thousands)
     factor = {"half": 0.5, "dl": 1.0, "nan": np.nan}[policy]
     label = f"{where + ': ' if where else ''}column '{name}'" if name else (where or "column")

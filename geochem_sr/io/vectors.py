@@ -20,7 +20,7 @@ from geochem_sr.errors import (
     InputFileError,
 )
 
-__all__ = ["check_extent", "check_points", "read_geology", "read_faults"]
+__all__ = ["check_extent", "check_points", "read_geology", "read_faults", "read_vector"]
 
 
 def read_geology(
@@ -43,7 +43,7 @@ def read_geology(
     CRSError
         No CRS and none given; coordinates that cannot be in the CRS (:func:`check_extent`).
     """
-    gdf, label = _read_vector(source, "geology", layer)
+    gdf, label = read_vector(source, "geology", layer)
     if len(gdf) == 0:
         raise InputFileError(f"{label}: expected polygons, found none")
     if unit_column not in gdf.columns:
@@ -63,9 +63,29 @@ def read_geology(
     return _with_crs(gdf, crs, label)
 
 
-def _read_vector(source: str | os.PathLike | gpd.GeoDataFrame, kind: str,
-                 layer: str | None) -> tuple[gpd.GeoDataFrame, str]:
-    """A GeoDataFrame as given, or read from a vector file; and its label for messages."""
+def read_vector(source: str | os.PathLike | gpd.GeoDataFrame, kind: str,
+                layer: str | None = None) -> tuple[gpd.GeoDataFrame, str]:
+    """A GeoDataFrame as given, or read from a vector file; and its label for messages.
+
+    Parameters
+    ----------
+    source : path or GeoDataFrame
+        A vector file geopandas reads (GPKG, SHP, ...) or a GeoDataFrame (returned as is).
+    kind : str
+        What the data is (``"geology"``), for messages: ``"<kind> file '<path>'"``.
+    layer : str, optional
+        Layer of a multi-layer file (GeoPackage).
+
+    Returns
+    -------
+    (geopandas.GeoDataFrame, str)
+        The features and their label.
+
+    Raises
+    ------
+    InputFileError
+        The file is missing or cannot be read as a vector file.
+    """
     if isinstance(source, gpd.GeoDataFrame):
         return source, kind
     path = Path(source)
@@ -119,7 +139,7 @@ def read_faults(
     >>> len(read_faults(f))
     1
     """
-    gdf, label = _read_vector(source, "faults", layer)
+    gdf, label = read_vector(source, "faults", layer)
     empty = gdf.geometry.isna() | gdf.geometry.is_empty
     if empty.all():
         raise InputFileError(f"{label}: expected fault lines, found no non-empty geometry")

@@ -12,6 +12,7 @@ residual ``log10(hr) - log10(lr)`` of shape ``(N, out_channels, H, W)``, and car
 from __future__ import annotations
 
 from geochem_sr.exports import lazy_exports
+from geochem_sr.models.geometry import network_geometry
 from geochem_sr.models.records import (
     CONTEXTS,
     DEFAULT_CONTEXT,
@@ -33,6 +34,7 @@ __all__ = [
     "get_model",
     "available_models",
     "model_class",
+    "network_geometry",
     "PredictionSettings",
     "TrainingRecord",
     "CONTEXTS",

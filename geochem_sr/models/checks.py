@@ -8,13 +8,13 @@ naming the file, the field, the element or channel, what was expected and what w
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from geochem_sr import schema
+from geochem_sr.checks import is_integer, is_number
 from geochem_sr.errors import ModelFileError, ParameterError
 from geochem_sr.models.records import CONTEXTS, PredictionSettings, TrainingRecord
 
@@ -52,14 +52,10 @@ def _fail(where: str, field: str, expected: str, found: Any) -> ModelFileError:
     return ModelFileError(f"{where}: {field}: expected {expected}, found {found!r}")
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool | np.bool_)
-
-
 def _number(where: str, field: str, x: Any, low: float, *, strict: bool = False,
             high: float | None = None) -> None:
     """A finite number ``>= low`` (``> low`` when ``strict``) and ``<= high``."""
-    ok = _is_number(x) and math.isfinite(x) and (x > low if strict else x >= low)
+    ok = is_number(x) and math.isfinite(x) and (x > low if strict else x >= low)
     if high is not None:
         ok = ok and x <= high
     if not ok:
@@ -136,7 +132,7 @@ def check_values(model: GeoSRModel, where: str = "model") -> None:
     if model.geology_vocabulary is not None and not isinstance(model.geology_vocabulary, str):
         raise _fail(where, "geology_vocabulary", "JSON text or None", model.geology_vocabulary)
     p = model.patch_size
-    if isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 1:
+    if not is_integer(p) or p < 1:
         raise _fail(where, "patch_size", "a positive integer", p)
     for el, s in _per_element(where, "shrinkage", model.shrinkage, elements).items():
         _number(where, f"shrinkage[{el!r}]", s, 0.0, high=1.0)
@@ -164,7 +160,7 @@ def _check_norm_stats(stats: Any, channels: list[str], where: str) -> None:
     for ch in channels:
         v = stats[ch]
         field = f"norm_stats[{ch!r}]"
-        if not isinstance(v, list | tuple) or len(v) != 2 or not all(map(_is_number, v)):
+        if not isinstance(v, list | tuple) or len(v) != 2 or not all(map(is_number, v)):
             raise _fail(where, field, "[mean, std], two numbers", v)
         if not math.isfinite(v[0]):
             raise ModelFileError(f"{where}: {field}: expected a finite mean, found {v[0]!r}")

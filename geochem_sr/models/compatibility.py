@@ -10,6 +10,7 @@ import numpy as np
 
 from geochem_sr import schema
 from geochem_sr.errors import ModelMismatchError
+from geochem_sr.features import EMBEDDING_PREFIX
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
@@ -92,7 +93,7 @@ def _check_geology(model: GeoSRModel, ds: xr.Dataset) -> None:
     if schema.GEOLOGY_EMBEDDING not in set(variables_of(model.channels)) \
             or schema.GEOLOGY_EMBEDDING not in ds.data_vars:
         return
-    n_emb = sum(ch.startswith("embedding:") for ch in model.channels)
+    n_emb = sum(ch.startswith(EMBEDDING_PREFIX) for ch in model.channels)
     if ds.sizes.get(schema.EMBEDDING) != n_emb:
         raise ModelMismatchError(
             f"geology_embedding: the model expects {n_emb} dimensions, the dataset has "

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from geochem_sr.checks import check_positive_int
 from geochem_sr.errors import DataError, ParameterError
 
 __all__ = [
@@ -153,15 +154,6 @@ class ConvAct(nn.Sequential):
         if activation is not None:
             layers.append(make_activation(activation))
         super().__init__(*layers)
-
-
-def check_positive_int(name: str, value: object) -> int:
-    """Return ``value`` as int if it is a positive integer, else raise :class:`ParameterError`."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
-        raise ParameterError(f"{name}: expected a positive integer, found {value!r}")
-    if value < 1:
-        raise ParameterError(f"{name}: expected a positive integer, found {value!r}")
-    return int(value)
 
 
 def check_spatial(x: torch.Tensor, in_channels: int, multiple: int, model: str) -> None:

@@ -7,7 +7,6 @@ record; :meth:`GeoSRModel.save` and :meth:`GeoSRModel.load` write and read the m
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from geochem_sr.errors import ModelFileError
+from geochem_sr.io.files import write_file_atomically
 from geochem_sr.models.checks import check_folder, check_model
 from geochem_sr.models.compatibility import check_compatible
 from geochem_sr.models.payload import checksum, content_hash, json_default, read_model_payload
@@ -188,10 +188,9 @@ class GeoSRModel:
     @property
     def receptive_field(self) -> int:
         """Receptive field of the network in cells (used to size tile halos)."""
-        from geochem_sr.models import get_model
+        from geochem_sr.models.geometry import network_geometry
 
-        net = get_model(self.network_name, **self.network_config)
-        return int(getattr(net, "receptive_field", 64))
+        return network_geometry(self.network_name, self.network_config)[1]
 
     # ------------------------------------------------------------------ metadata
     def metadata(self) -> dict[str, Any]:
@@ -204,8 +203,13 @@ class GeoSRModel:
         meta["format"] = FORMAT
         return json.loads(json.dumps(meta, default=json_default))
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """What determines the predictions, but the weights: the content behind :attr:`digest`.
+
+        Parameters
+        ----------
+        meta : mapping, optional
+            This model's :meth:`metadata`, when already built (not changed).
 
         Returns
         -------
@@ -214,7 +218,8 @@ class GeoSRModel:
             format 2 (so that digests stay those of earlier files), the prediction settings
             that are set; not the run record.
         """
-        meta = self.metadata()
+        if meta is None:
+            meta = self.metadata()
         out = {k: meta[k] for k in IDENTITY_FIELDS}
         out["extra"] = {k: v for k, v in meta["prediction"].items() if v is not None}
         return out
@@ -229,7 +234,11 @@ class GeoSRModel:
         and compares it to resume a prediction store. Damage to a file is detected by the
         file checksum instead.
         """
-        return content_hash([json.dumps(self.identity(), sort_keys=True)], self.state_dict)
+        return self._digest_of(self.metadata())
+
+    def _digest_of(self, meta: Mapping[str, Any]) -> str:
+        """:attr:`digest` from this model's :meth:`metadata`, already built."""
+        return content_hash([json.dumps(self.identity(meta), sort_keys=True)], self.state_dict)
 
     def shrinkage_of(self, element: str) -> float:
         """Do-no-harm factor of an element (1 when not fitted)."""
@@ -294,24 +303,16 @@ class GeoSRModel:
             self.package_version = __version__
         if not self.created:
             self.created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        meta_json = json.dumps(self.metadata(), sort_keys=True)
+        meta = self.metadata()
+        meta_json = json.dumps(meta, sort_keys=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict.items()}
-        digest = self.digest
+        digest = self._digest_of(meta)
         payload = {"format": FORMAT, "meta_json": meta_json, "state_dict": state,
                    "digest": digest, "checksum": checksum(FORMAT, meta_json, digest, state)}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            with open(tmp, "wb") as fh:
-                torch.save(payload, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-            if isinstance(exc, OSError | RuntimeError):
-                raise ModelFileError(f"model file '{path}': cannot be written ({exc})") from exc
-            raise
+            write_file_atomically(path, lambda fh: torch.save(payload, fh))
+        except (OSError, RuntimeError) as exc:
+            raise ModelFileError(f"model file '{path}': cannot be written ({exc})") from exc
         return path
 
     @classmethod

@@ -14,8 +14,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from geochem_sr.checks import check_positive_int
 from geochem_sr.errors import ParameterError
-from geochem_sr.models.layers import ConvAct, SRNetwork, check_positive_int, conv2d
+from geochem_sr.models.layers import ConvAct, SRNetwork, conv2d
 
 __all__ = ["SRCNN"]
 

@@ -45,7 +45,13 @@ def leakage_gap(ds: xr.Dataset) -> int | None:
     away (:func:`geochem_sr.gridding.neighbourhood_reach`, recorded by
     :func:`geochem_sr.build_survey`). A training cell more than ``gap`` cells (Chebyshev)
     from every held-out cell is at least ``(gap + 1/2) * cell`` from any point of a held-out
-    cell, so ``gap = ceil(reach / cell)`` keeps every held-out sample out of its reach.
+    cell, so ``gap = ceil(reach / cell)`` keeps every held-out sample out of its reach (the
+    larger of the two cell sides, for cells that are not square).
+
+    Raises
+    ------
+    SchemaError, GridError
+        ``ds`` records the reach but is not on a regular grid (:func:`schema.check_grid`).
 
     Examples
     --------
@@ -56,8 +62,8 @@ def leakage_gap(ds: xr.Dataset) -> int | None:
     reach = ds.attrs.get(schema.ATTR_HR_REACH)
     if reach is None:
         return None
-    cell = abs(float(ds[schema.X].values[1] - ds[schema.X].values[0]))
-    return int(np.ceil(float(reach) / cell))
+    dx, dy = schema.check_grid(ds)
+    return int(np.ceil(float(reach) / max(dx, abs(dy))))
 
 
 def _grid_shape(ds: xr.Dataset | xr.DataArray) -> tuple[int, int]:

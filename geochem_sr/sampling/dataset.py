@@ -16,7 +16,7 @@ import xarray as xr
 from geochem_sr import schema
 from geochem_sr.errors import GridError, SchemaError
 from geochem_sr.features import CHANNEL, N_AUGMENTATIONS, augment
-from geochem_sr.sampling.windows import Window
+from geochem_sr.sampling.windows import Window, windows_bbox
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -29,14 +29,6 @@ __all__ = [
 
 #: Largest bounding box of windows (bytes) that is loaded into memory at once.
 DEFAULT_MAX_BYTES = 2 * 1024**3
-
-
-def _bbox(windows: Sequence[Window]) -> tuple[int, int, int, int]:
-    r0 = min(w[0].start for w in windows)
-    r1 = max(w[0].stop for w in windows)
-    c0 = min(w[1].start for w in windows)
-    c1 = max(w[1].stop for w in windows)
-    return r0, r1, c0, c1
 
 
 def load_arrays(arrays: Sequence[xr.DataArray]) -> list[np.ndarray]:
@@ -138,7 +130,7 @@ class PatchDataset(torch.utils.data.Dataset):
         """Load the windows' bounding box into memory now (done on first use anyway)."""
         if self._cache is not None or not self.windows:
             return
-        r0, r1, c0, c1 = _bbox(self.windows)
+        r0, r1, c0, c1 = windows_bbox(self.windows)
         r0, r1 = r0 - self.offset[0], r1 - self.offset[0]
         c0, c1 = c0 - self.offset[1], c1 - self.offset[1]
         n = (self.inputs.shape[0] + self.target.shape[0]) * (r1 - r0) * (c1 - c0) * 4

@@ -15,10 +15,35 @@ from scipy import ndimage
 
 from geochem_sr.errors import GridError
 
-__all__ = ["Window", "patch_index", "windows_mask"]
+__all__ = ["Window", "patch_index", "windows_mask", "windows_bbox"]
 
 #: A patch window: (rows, columns) of the grid, as slices.
 Window = tuple[slice, slice]
+
+
+def windows_bbox(windows: Sequence[Window]) -> tuple[int, int, int, int]:
+    """The rows ``r0:r1`` and columns ``c0:c1`` that hold every window.
+
+    Parameters
+    ----------
+    windows : sequence of Window
+        At least one window.
+
+    Returns
+    -------
+    tuple of int
+        ``(r0, r1, c0, c1)``.
+
+    Examples
+    --------
+    >>> windows_bbox([(slice(4, 8), slice(0, 4)), (slice(2, 6), slice(3, 7))])
+    (2, 8, 0, 7)
+    """
+    r0 = min(w[0].start for w in windows)
+    r1 = max(w[0].stop for w in windows)
+    c0 = min(w[1].start for w in windows)
+    c1 = max(w[1].stop for w in windows)
+    return r0, r1, c0, c1
 
 
 def _integral(a: np.ndarray) -> np.ndarray:

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from geochem_sr import schema
 from geochem_sr.errors import ParameterError
+from geochem_sr.jsonable import to_jsonable
 from geochem_sr.models import GeoSRModel, TrainingRecord
 from geochem_sr.training.checkpoint import read_checkpoint, restore_run, setup_fingerprint
 from geochem_sr.training.config import TrainConfig
-from geochem_sr.training.data import TrainingParts, augmentation, jsonable
+from geochem_sr.training.data import TrainingParts, augmentation
 from geochem_sr.training.ensembles import combine, member_config
 from geochem_sr.training.loop import Run
 from geochem_sr.training.runtime import deterministic, forked_rng, pick_device
@@ -173,7 +174,7 @@ def _assemble(ds: xr.Dataset, network: str, parts: TrainingParts, run: Run,
     groups = schema.parse_input_set(parts.inputs)
     vocab = ds.attrs.get(schema.ATTR_GEOLOGY_VOCAB) if "geology" in groups else None
     if vocab is not None and not isinstance(vocab, str):
-        vocab = json.dumps(vocab, default=jsonable)
+        vocab = json.dumps(vocab, default=to_jsonable)
     units = schema.units_of(ds)
     if report["val_loss"] >= report["val_loss_zero"]:
         warnings.warn(
@@ -189,7 +190,7 @@ def _assemble(ds: xr.Dataset, network: str, parts: TrainingParts, run: Run,
         target_scale_folded=dict(zip(parts.elements, run.scale_values, strict=True)))
     return GeoSRModel(
         network_name=network,
-        network_config=json.loads(json.dumps(run.net.config, default=jsonable)),
+        network_config=json.loads(json.dumps(run.net.config, default=to_jsonable)),
         state_dict=run.folded_weights(),
         inputs=parts.inputs,
         channels=list(parts.channels),

@@ -8,7 +8,6 @@ random generator atomically; :func:`restore_run` refuses a checkpoint of another
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from geochem_sr.errors import ModelMismatchError, ParameterError
+from geochem_sr.io.files import write_file_atomically
+from geochem_sr.jsonable import to_jsonable
 from geochem_sr.models.payload import read_payload
-from geochem_sr.training.data import jsonable
 from geochem_sr.training.runtime import cpu_copy
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,7 +51,7 @@ def setup_fingerprint(network: str, parts: TrainingParts, net_kwargs: dict[str, 
         "augment": config.augment, "seed": config.seed, "patch_size": parts.patch_size,
         "stride": parts.stride, "train_patches": len(parts.train),
         "val_patches": len(parts.val),
-    }, sort_keys=True, default=jsonable))
+    }, sort_keys=True, default=to_jsonable))
     if config.target_scale is not None:
         setup["target_scale"] = config.target_scale
     if config.weight_decay:
@@ -62,7 +62,9 @@ def setup_fingerprint(network: str, parts: TrainingParts, net_kwargs: dict[str, 
 def save_run(path: Path, run: Run, setup: dict[str, Any]) -> None:
     """Write everything needed to continue ``run`` bit for bit, atomically.
 
-    A temporary file in the same folder is written, then renamed onto ``path``.
+    A temporary file in the same folder is written, flushed to disk, then renamed onto
+    ``path`` (:func:`~geochem_sr.io.files.write_file_atomically`); a failed write leaves no
+    temporary file.
     """
     import torch
 
@@ -87,9 +89,7 @@ def save_run(path: Path, run: Run, setup: dict[str, Any]) -> None:
         },
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    write_file_atomically(path, lambda fh: torch.save(state, fh))
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:

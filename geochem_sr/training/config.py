@@ -13,8 +13,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
+from geochem_sr.checks import check_positive_int, is_integer, is_number
 from geochem_sr.errors import ParameterError
 
 __all__ = ["TrainConfig", "TARGET_SCALES", "DEPRECATED_NAMES"]
@@ -111,22 +110,22 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "lr_step", "patch_size", "stride", "ensemble"):
-            _positive_int(name, getattr(self, name))
+            check_positive_int(name, getattr(self, name))
         if self.patience is not None:
-            _positive_int("patience", self.patience, " or None")
+            check_positive_int("patience", self.patience, " or None")
         lr = self.learning_rate
-        if not (_is_number(lr) and math.isfinite(lr) and lr > 0):
+        if not (is_number(lr) and math.isfinite(lr) and lr > 0):
             raise ParameterError(f"learning_rate: expected a positive number, found {lr!r}")
-        if not (_is_number(self.lr_gamma) and 0 < self.lr_gamma <= 1):
+        if not (is_number(self.lr_gamma) and 0 < self.lr_gamma <= 1):
             raise ParameterError(
                 f"lr_gamma: expected a number in (0, 1], found {self.lr_gamma!r}")
-        if not (_is_number(self.weight_decay) and 0 <= self.weight_decay < 1):
+        if not (is_number(self.weight_decay) and 0 <= self.weight_decay < 1):
             raise ParameterError(
                 f"weight_decay: expected a number in [0, 1), found {self.weight_decay!r}")
         if self.target_scale not in TARGET_SCALES:
             raise ParameterError(f"target_scale: expected one of {TARGET_SCALES}, found "
                                  f"{self.target_scale!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer):
+        if not is_integer(self.seed):
             raise ParameterError(f"seed: expected an integer, found {self.seed!r}")
         if self.network_kwargs is not None and not isinstance(self.network_kwargs, Mapping):
             raise ParameterError(f"network_kwargs: expected a mapping, found "
@@ -173,12 +172,3 @@ class TrainConfig:
             overrides["elements"] = tuple(overrides["elements"])
         return cls(**overrides) if config is None else dataclasses.replace(config, **overrides)
 
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
-
-
-def _positive_int(name: str, value: Any, alternative: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ParameterError(
-            f"{name}: expected a positive integer{alternative}, found {value!r}")

@@ -11,15 +11,16 @@ import contextlib
 import json
 import math
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from geochem_sr import schema
 from geochem_sr.errors import DataError
+from geochem_sr.jsonable import to_jsonable
+from geochem_sr.sampling import windows_bbox
 
-__all__ = ["TrainingParts", "report_on_windows", "target_rms", "augmentation", "jsonable"]
+__all__ = ["TrainingParts", "report_on_windows", "target_rms", "augmentation"]
 
 
 class TrainingParts:
@@ -78,7 +79,7 @@ class TrainingParts:
                 summary[key] = roles.attrs[key]
         if self.data.splitter is not None:
             summary["fractions"] = list(self.data.splitter.fractions)
-        return json.loads(json.dumps(summary, default=jsonable))
+        return json.loads(json.dumps(summary, default=to_jsonable))
 
 
 @contextlib.contextmanager
@@ -131,8 +132,7 @@ def report_on_windows(parts: TrainingParts, predictions: Iterable[np.ndarray]
     """
     data = parts.data
     windows = list(data.val_windows)
-    r0, r1 = min(w[0].start for w in windows), max(w[0].stop for w in windows)
-    c0, c1 = min(w[1].start for w in windows), max(w[1].stop for w in windows)
+    r0, r1, c0, c1 = windows_bbox(windows)
     acc = np.zeros((len(parts.elements), r1 - r0, c1 - c0))
     hits = np.zeros((r1 - r0, c1 - c0), np.int32)
     for (rows, cols), p in zip(windows, predictions, strict=True):
@@ -157,16 +157,3 @@ def report_on_windows(parts: TrainingParts, predictions: Iterable[np.ndarray]
                            "cells": n}
     return per_element, (sq / max(count, 1), sq0 / max(count, 1))
 
-
-def jsonable(obj: Any) -> Any:
-    """The ``default`` hook of :func:`json.dumps` for training records: numpy values,
-    tuples and sets as lists, paths and anything else as text."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, tuple | set | frozenset):
-        return list(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return str(obj)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from geochem_sr.training.data import augmentation, report_on_windows
-from geochem_sr.training.runtime import PREDICT_BATCH, predict_patches
+from geochem_sr.training.runtime import PREDICT_BATCH, predict_batched, prepared_network
 
 if TYPE_CHECKING:  # pragma: no cover
     from geochem_sr.models import GeoSRModel
@@ -61,11 +61,12 @@ def _windows_report(model: GeoSRModel, parts: TrainingParts, device: str | None,
     import torch
 
     val, n = parts.val, len(parts.data.val_windows)
+    net, dev, fmt = prepared_network(model, device)
 
     def predictions() -> Iterator[np.ndarray]:
         for start in range(0, n, PREDICT_BATCH):
             x = torch.stack([val[i][0] for i in range(start, min(start + PREDICT_BATCH, n))])
-            yield from predict_patches(model, x, device).double().numpy()
+            yield from predict_batched(net, torch.nan_to_num(x.float()), dev, fmt).double().numpy()
 
     with augmentation(val, False):
         per_element, (mse, mse_zero) = report_on_windows(parts, predictions())

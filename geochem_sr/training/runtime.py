@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["predict_patches", "pick_device", "memory_format", "channels_last_safe",
            "deterministic", "forked_rng", "seed_all", "cpu_copy", "predict_batched",
-           "PREDICT_BATCH"]
+           "prepared_network", "PREDICT_BATCH"]
 
 #: Batch size used when predicting (no gradients, so larger than the training batch).
 PREDICT_BATCH = 64
@@ -61,11 +61,24 @@ def predict_patches(model: GeoSRModel, x: torch.Tensor, device: str | None = Non
             f"x: expected a tensor (N, {len(model.channels)}, H, W) for channels "
             f"{model.channels}, found shape {tuple(x.shape)}"
         )
+    net, dev, fmt = prepared_network(model, device)
+    return predict_batched(net, torch.nan_to_num(x.float()), dev, fmt)
+
+
+def prepared_network(model: GeoSRModel, device: str | None = None
+                     ) -> tuple[torch.nn.Module, torch.device, torch.memory_format]:
+    """A model's network, built once, on its device and in its memory format.
+
+    Returns
+    -------
+    tuple
+        The network in eval mode, the device (:func:`pick_device`) and the memory format
+        (:func:`memory_format`), as :func:`predict_batched` takes them.
+    """
     dev = pick_device(device)
     net = model.build_network(device=str(dev))
     fmt = memory_format(dev, net)
-    net = net.to(memory_format=fmt)
-    return predict_batched(net, torch.nan_to_num(x.float()), dev, fmt)
+    return net.to(memory_format=fmt), dev, fmt
 
 
 def pick_device(device: str | None) -> torch.device:

@@ -17,10 +17,11 @@ import xarray as xr
 from geochem_sr import schema
 from geochem_sr.errors import ParameterError
 from geochem_sr.features import channel_names, resolve_inputs
-from geochem_sr.inference import prepare_inputs
+from geochem_sr.inference import apply_residual, prepare_inputs, shrink_factors, sparse_map
 from geochem_sr.jsonable import to_jsonable
-from geochem_sr.models import GeoSRModel, get_model
+from geochem_sr.models import GeoSRModel, network_geometry
 from geochem_sr.sampling import ROLE_NONE, ROLE_TEST, BlockSplitter, patch_index
+from geochem_sr.training import TrainConfig
 from geochem_sr.trust.calibrate import fit_calibration
 from geochem_sr.trust.cv_report import CrossValidationReport, aggregate_folds
 from geochem_sr.trust.predictions import Held, predict_held
@@ -48,15 +49,14 @@ def _spec(model: str | GeoSRModel, inputs: str, train_kwargs: dict[str, Any]
     return model, inputs, dict(train_kwargs)
 
 
-def _receptive_field(name: str, ds: xr.Dataset, inputs: str, kw: Mapping[str, Any]) -> int:
+def _receptive_field(name: str, ds: xr.Dataset, inputs: str, cfg: TrainConfig) -> int:
     """Receptive field (cells) of the network ``name`` built for these inputs."""
-    elements = kw.get("elements") or [str(e) for e in ds[schema.ELEMENT].values]
+    elements = list(cfg.elements or [str(e) for e in ds[schema.ELEMENT].values])
     n_emb = int(ds.sizes.get(schema.EMBEDDING, schema.EMBEDDING_SIZE))
     inputs = resolve_inputs(inputs, ds)
-    config = kw.get("network_kwargs") or kw.get("model_kwargs") or {}  # (the old name)
-    net = get_model(name, in_channels=len(channel_names(inputs, elements, n_emb)),
-                    out_channels=len(elements), **dict(config))
-    return int(getattr(net, "receptive_field", 64))
+    config = {**dict(cfg.network_kwargs or {}), "out_channels": len(elements),
+              "in_channels": len(channel_names(inputs, elements, n_emb))}
+    return network_geometry(name, config)[1]
 
 
 def _fold_roles(ds: xr.Dataset, train_mask: np.ndarray, test_mask: np.ndarray,
@@ -87,13 +87,11 @@ def _fold_scores(ds: xr.Dataset, cal: GeoSRModel, held: Held, test_mask: np.ndar
     if not windows:
         rows, cols = np.flatnonzero(test_mask.any(1)), np.flatnonzero(test_mask.any(0))
         windows = [(slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))]
-    lr = ds[schema.LR].sel({schema.ELEMENT: held.elements}).transpose(
-        schema.ELEMENT, schema.Y, schema.X)
+    lr = sparse_map(ds, cal)  # held.elements are cal.elements, in that order
     lr_np = np.asarray(lr.values, np.float32)
-    shrink = np.array([cal.shrinkage_of(e) for e in held.elements], np.float32)[:, None, None]
     pred = np.full(lr_np.shape, np.nan, np.float32)
     box = (slice(None), slice(r0, r1), slice(c0, c1))
-    pred[box] = lr_np[box] * np.power(np.float32(10), shrink * held.residual)
+    pred[box] = apply_residual(lr_np[box], held.residual, shrink_factors(cal))[0]
     inside = np.broadcast_to(test_mask, pred.shape)
     pred = np.where(inside, pred, np.nan)
     sparse = np.where(inside, lr_np, np.nan)
@@ -193,8 +191,11 @@ def cross_validate(
     for key in ("splitter", "data", "checkpoint"):
         if key in kw:
             raise ParameterError(f"{key}: not accepted by cross_validate (it makes its own folds)")
-    patch_size = int(kw.get("patch_size", 32))
-    rf = _receptive_field(name, ds, inputs, kw)
+    passed = {k: kw[k] for k in ("callback",) if k in kw}  # train()'s own, not settings
+    cfg = TrainConfig.resolve(kw.get("config"),
+                              **{k: v for k, v in kw.items() if k not in ("config", "callback")})
+    patch_size = int(cfg.patch_size)
+    rf = _receptive_field(name, ds, inputs, cfg)
     d_block, d_gap = default_blocks(rf, patch_size)
     block = d_block if block_size is None else block_size
     gap = d_gap if gap is None else int(gap)
@@ -208,9 +209,9 @@ def cross_validate(
         train_mask, test_mask = np.asarray(train_m.values), np.asarray(test_m.values)
         train_roles, full_roles = _fold_roles(ds, train_mask, test_mask, block, gap,
                                               float(val_fraction), int(seed) + 1 + f)
-        net = train(ds, network=name, inputs=inputs, epochs=int(epochs), seed=int(seed),
-                    splitter=RolesSplitter(train_roles), device=device, progress=progress,
-                    **kw)
+        net = train(ds, network=name, inputs=inputs, config=cfg, epochs=int(epochs),
+                    seed=int(seed), splitter=RolesSplitter(train_roles), device=device,
+                    progress=progress, **passed)
         elements = list(net.elements)
         prepared = prepare_inputs(ds, net)
         codes = np.asarray(full_roles.values)
