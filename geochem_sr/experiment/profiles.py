@@ -88,10 +88,13 @@ class Profile:
         ``patience`` (None: all epochs), ``batch_size``, ``learning_rate`` (Table 5: 1e-3),
         ``lr_step``, ``loss``, ``target_scale``, and the ``patch_size`` and ``stride`` of the
         patches of the shared split. The seed and the network arguments are set per row.
-    block_cells : int
-        Side of the spatial blocks of the split, in cells.
-    gap : int
-        Cells between blocks of different roles.
+    block_cells : int, optional
+        Side of the spatial blocks of the split, in cells; default
+        :func:`geochem_sr.sampling.default_block_size` for the gap.
+    gap : int, optional
+        Cells between blocks of different roles; default the dense map's reach
+        (:func:`geochem_sr.sampling.leakage_gap`), so that no training target uses a
+        held-out dense sample.
     fractions : (float, float, float)
         Shares of train, validation and test cells.
     toolkit_row : bool
@@ -113,8 +116,8 @@ class Profile:
     name: str
     size_km: tuple[float, float]
     training: TrainConfig
-    block_cells: int = 64
-    gap: int = 4
+    block_cells: int | None = None
+    gap: int | None = None
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     toolkit_row: bool = True
     toolkit_ensemble: int = 3

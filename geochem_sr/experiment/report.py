@@ -128,10 +128,11 @@ def _settings_lines(result: dict[str, Any]) -> list[str]:
         f"{d['cell_size']:g} m, {d['n_sparse']} sparse and {d['n_dense']} dense samples, "
         f"{len(d['elements'])} elements; both surveys gridded by ordinary kriging "
         f"(k = {p['k']}).",
-        f"- One block split for every row: blocks of {p['block_cells']} cells, gap "
-        f"{p['gap']} cells, shares train/val/test {tuple(p['fractions'])}, seed "
-        f"{result['seed']}: cells {split['cells']}, patches ({p['patch_size']} x "
-        f"{p['patch_size']}, stride {p['stride']}) {split['patches']}.",
+        f"- One block split for every row: blocks of {split['block_size_cells'][0]} cells, "
+        f"gap {split['gap_cells']} cells, shares train/val/test {tuple(p['fractions'])}, "
+        f"seed {result['seed']}: cells {split['cells']}, patches ({p['patch_size']} x "
+        f"{p['patch_size']}, stride {p['stride']}) {split['patches']}; "
+        f"{split.get('held_out', 'gap not checked against the dense map')}.",
         f"- Training: at most {p['epochs']} epochs, early stopping patience "
         f"{p['patience']}, batch {p['batch_size']}, Adam {_exponent(p['lr'])} halved every "
         f"{p['lr_step']} epochs, loss `{p['loss']}` on the "

@@ -112,10 +112,17 @@ def _build(profile: Profile, seed: int) -> tuple[Any, xr.Dataset]:
 
 def _training_data(ds: xr.Dataset, profile: Profile, seed: int) -> dict[str, TrainingData]:
     """Patches of every input set on ONE block split; their test windows must agree."""
-    from geochem_sr.sampling import BlockSplitter, prepare_training_data
+    from geochem_sr.sampling import (
+        BlockSplitter,
+        default_block_size,
+        leakage_gap,
+        prepare_training_data,
+    )
 
-    splitter = BlockSplitter(block_size=int(profile.block_cells), fractions=profile.fractions,
-                             gap=profile.gap, seed=seed)
+    gap = (leakage_gap(ds) or 0) if profile.gap is None else int(profile.gap)
+    block = default_block_size(profile.training.patch_size, gap) \
+        if profile.block_cells is None else int(profile.block_cells)
+    splitter = BlockSplitter(block_size=block, fractions=profile.fractions, gap=gap, seed=seed)
     out: dict[str, TrainingData] = {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*narrower than the patch size.*")
@@ -135,9 +142,10 @@ def _training_data(ds: xr.Dataset, profile: Profile, seed: int) -> dict[str, Tra
 
 def _split_summary(data: TrainingData) -> dict[str, Any]:
     """Cells and patches per role, block size, gap and seed of the shared split."""
-    from geochem_sr.sampling import ROLE_NAMES
+    from geochem_sr.sampling import ROLE_NAMES, describe_gap
 
     codes = np.asarray(data.roles.values)
+    attrs = data.roles.attrs
     return {
         "cells": {ROLE_NAMES[c]: int((codes == c).sum()) for c in (1, 2, 3)},
         "patches": {"train": len(data.train_windows), "val": len(data.val_windows),
@@ -145,6 +153,9 @@ def _split_summary(data: TrainingData) -> dict[str, Any]:
         "block_size_cells": list(data.roles.attrs.get("block_size_cells", [])),
         "gap_cells": int(data.roles.attrs.get("gap_cells", 0)),
         "seed": int(data.roles.attrs.get("seed", 0)),
+        **({"leakage_gap_cells": int(attrs["leakage_gap_cells"]),
+            "hr_reach_m": float(attrs["hr_reach_m"])} if "leakage_gap_cells" in attrs else {}),
+        "held_out": describe_gap(attrs),
     }
 
 

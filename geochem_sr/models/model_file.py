@@ -23,6 +23,7 @@ from geochem_sr.models.checks import check_folder, check_model
 from geochem_sr.models.compatibility import check_compatible
 from geochem_sr.models.payload import checksum, content_hash, json_default, read_model_payload
 from geochem_sr.models.records import PredictionSettings, TrainingRecord, merge_extra, split_extra
+from geochem_sr.sampling.leakage import describe_gap
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -372,6 +373,9 @@ class GeoSRModel:
             f"  trained {len(self.history)} epochs; package {self.package_version}; "
             f"digest {self.digest[:12]}",
         ]
+        split = self.training.split if self.training else None
+        if split:
+            lines.append(f"  {describe_gap(split)}")
         per_el = self.validation.get("per_element") if self.validation else None
         if per_el:
             lines.append("  spatial validation on held-out blocks:")

@@ -24,8 +24,10 @@ __all__ = [
     "ROLE_TEST",
     "ROLE_NAMES",
     "ROLE_CODES",
+    "SPLIT_ATTRS",
     "BlockSplitter",
     "leakage_gap",
+    "leakage_attrs",
 ]
 
 #: Name of the role map returned by :meth:`BlockSplitter.split`.
@@ -35,6 +37,9 @@ ROLE_NONE, ROLE_TRAIN, ROLE_VAL, ROLE_TEST = 0, 1, 2, 3
 ROLE_NAMES: tuple[str, ...] = ("", "train", "val", "test")
 #: Role name -> code, for the three roles (train, val, test).
 ROLE_CODES: dict[str, int] = {"train": ROLE_TRAIN, "val": ROLE_VAL, "test": ROLE_TEST}
+#: Attributes of a role map that describe the split (kept by copies and model records).
+SPLIT_ATTRS: tuple[str, ...] = ("block_size_cells", "gap_cells", "seed", "leakage_gap_cells",
+                                "hr_reach_m")
 
 
 def leakage_gap(ds: xr.Dataset) -> int | None:
@@ -64,6 +69,15 @@ def leakage_gap(ds: xr.Dataset) -> int | None:
         return None
     dx, dy = schema.check_grid(ds)
     return int(np.ceil(float(reach) / max(dx, abs(dy))))
+
+
+def leakage_attrs(ds: xr.Dataset | xr.DataArray) -> dict[str, float | int]:
+    """``leakage_gap_cells`` and ``hr_reach_m`` of ``ds``, for a role map's attributes
+    (empty when ``ds`` does not record the reach)."""
+    gap = leakage_gap(ds) if isinstance(ds, xr.Dataset) else None
+    if gap is None:
+        return {}
+    return {"leakage_gap_cells": gap, "hr_reach_m": float(ds.attrs[schema.ATTR_HR_REACH])}
 
 
 def _grid_shape(ds: xr.Dataset | xr.DataArray) -> tuple[int, int]:
@@ -275,7 +289,8 @@ class BlockSplitter:
         xarray.DataArray
             ``block_role`` ``(y, x)`` int8: 0 no role, 1 train, 2 validation, 3 test
             (``ROLE_*`` constants; CF ``flag_values``/``flag_meanings`` and a ``legend``
-            attribute), with the grid's coordinates and CRS.
+            attribute, ``gap_cells``, and ``leakage_gap_cells``/``hr_reach_m`` when ``ds``
+            records the dense map's reach), with the grid's coordinates and CRS.
         """
         ids, blocks, counts = self._blocks(ds)
         block_role = np.zeros(int(ids.max()) + 1, np.int8)
@@ -290,6 +305,7 @@ class BlockSplitter:
             "block_size_cells": [by, bx],
             "gap_cells": self.gap,
             "seed": self.seed,
+            **leakage_attrs(ds),
         }
         return _as_map(roles, ds, ROLE, attrs)
 

@@ -7,8 +7,10 @@ normalisation on the training blocks only, lays the windows of each role and wra
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -23,8 +25,16 @@ from geochem_sr.features import (
     stack_inputs,
     target_residual,
 )
-from geochem_sr.sampling.blocks import ROLE_NAMES, ROLE_TEST, ROLE_TRAIN, ROLE_VAL, BlockSplitter
+from geochem_sr.sampling.blocks import (
+    ROLE_NAMES,
+    ROLE_TEST,
+    ROLE_TRAIN,
+    ROLE_VAL,
+    BlockSplitter,
+    leakage_gap,
+)
 from geochem_sr.sampling.dataset import DEFAULT_MAX_BYTES, PatchDataset, load_arrays
+from geochem_sr.sampling.leakage import default_splitter, fallback_gaps
 from geochem_sr.sampling.windows import Window, patch_index
 
 __all__ = ["TrainingData", "prepare_training_data"]
@@ -80,7 +90,11 @@ def prepare_training_data(
     elements : sequence of str, optional
         Elements to model (default all of ``ds.element``).
     splitter : BlockSplitter, optional
-        Default ``BlockSplitter(block_size=2 * patch_size, seed=seed)``.
+        Default :func:`~geochem_sr.sampling.leakage.default_splitter`: a gap of
+        :func:`~geochem_sr.sampling.leakage_gap` cells (the reach of the dense map, so that
+        no training target uses a held-out dense sample) and blocks of
+        ``max(2 * patch_size, patch_size + 2 * gap)`` cells. A region too small for it gets
+        the widest narrower gap that gives every role a patch, with a ``UserWarning``.
     patch_size, stride : int, default 32, 16
         Patch windows (:func:`~geochem_sr.sampling.windows.patch_index`).
     seed : int, default 0
@@ -111,14 +125,15 @@ def prepare_training_data(
     if "geology" in groups and schema.GEOLOGY_EMBEDDING in ds.data_vars:
         n_emb = int(ds.sizes[schema.EMBEDDING])
     channels = channel_names(inputs, elements, n_emb)
-    splitter = splitter or BlockSplitter(block_size=2 * int(patch_size), seed=seed)
-
     raw = stack_inputs(ds, channels)  # raises SchemaError early on a missing variable
     target = target_residual(ds, elements)
-    roles = splitter.split(ds)
+    valid = np.asarray(target.notnull().any(schema.ELEMENT).transpose(schema.Y, schema.X).values)
+    if splitter is None:
+        splitter, roles, windows = _default_split(ds, patch_size, stride, seed, min_valid,
+                                                  valid)
+    else:
+        roles, windows = _split_windows(ds, splitter, patch_size, stride, min_valid, valid)
     role = roles.values
-    if not (role > 0).any():
-        raise DataError("block split: expected blocks with a role, found none")
     rows, cols = np.flatnonzero((role > 0).any(1)), np.flatnonzero((role > 0).any(0))
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     crop = {schema.Y: slice(r0, r1), schema.X: slice(c0, c1)}
@@ -129,18 +144,6 @@ def prepare_training_data(
 
     stats = fit_normalisation(raw, role[r0:r1, c0:c1] == ROLE_TRAIN)
     norm = normalise(raw, stats)  # numpy when loaded above, else lazy (windows read later)
-    valid = np.zeros(role.shape, bool)
-    valid[r0:r1, c0:c1] = np.asarray(target.notnull().any(schema.ELEMENT).values)
-
-    windows: dict[int, list[Window]] = {}
-    for code, share in zip((ROLE_TRAIN, ROLE_VAL, ROLE_TEST), splitter.fractions, strict=True):
-        windows[code] = patch_index(role == code, patch_size, stride, min_valid, valid)
-        if share > 0 and not windows[code]:
-            raise DataError(
-                f"patches: expected {ROLE_NAMES[code]} patches of {patch_size} x {patch_size} "
-                f"cells, found none (block size {splitter.block_cells(ds)} cells, "
-                f"gap {splitter.gap}); use larger blocks or smaller patches"
-            )
 
     def dataset(code: int, aug: bool) -> PatchDataset:
         return PatchDataset(norm, target, windows[code], augment=aug, seed=seed,
@@ -164,3 +167,57 @@ def prepare_training_data(
         patch_size=int(patch_size),
         splitter=splitter,
     )
+
+
+def _split_windows(ds: xr.Dataset, splitter: Any, patch_size: int, stride: int,
+                   min_valid: float, valid: np.ndarray
+                   ) -> tuple[xr.DataArray, dict[int, list[Window]]]:
+    """Roles of ``splitter`` and the patch windows of each role.
+
+    Raises
+    ------
+    DataError
+        No cell has a role, or a role with a non-zero share gets no patch.
+    """
+    roles = splitter.split(ds)
+    role = roles.values
+    if not (role > 0).any():
+        raise DataError("block split: expected blocks with a role, found none")
+    windows: dict[int, list[Window]] = {}
+    for code, share in zip((ROLE_TRAIN, ROLE_VAL, ROLE_TEST), splitter.fractions, strict=True):
+        windows[code] = patch_index(role == code, patch_size, stride, min_valid, valid)
+        if share > 0 and not windows[code]:
+            raise DataError(
+                f"patches: expected {ROLE_NAMES[code]} patches of {patch_size} x {patch_size} "
+                f"cells, found none (block size {splitter.block_cells(ds)} cells, "
+                f"gap {splitter.gap}); use larger blocks or smaller patches"
+            )
+    return roles, windows
+
+
+def _default_split(ds: xr.Dataset, patch_size: int, stride: int, seed: int,
+                   min_valid: float, valid: np.ndarray
+                   ) -> tuple[BlockSplitter, xr.DataArray, dict[int, list[Window]]]:
+    """The default split (:func:`~geochem_sr.sampling.leakage.default_splitter`), with the
+    leakage gap when the region affords it, else the widest narrower gap that gives every
+    role a patch (with a warning: held-out scores are then optimistic)."""
+    need = leakage_gap(ds) or 0
+    error: DataError | None = None
+    for gap in fallback_gaps(need):
+        splitter = default_splitter(ds, patch_size, seed, gap=gap)
+        try:
+            roles, windows = _split_windows(ds, splitter, patch_size, stride, min_valid, valid)
+        except DataError as exc:
+            error = error or exc
+            continue
+        if gap < need:
+            warnings.warn(
+                f"block split: the region is too small for a gap of {need} cells (the reach "
+                f"of the dense map) between training and held-out blocks; used {gap} cells, "
+                "so held-out scores are optimistic (dense samples inside held-out blocks "
+                "also shape training targets). Pass splitter= to choose.",
+                UserWarning, stacklevel=3,
+            )
+        return splitter, roles, windows
+    assert error is not None
+    raise error

@@ -63,8 +63,9 @@ class TrainingParts:
             )
 
     def split_summary(self) -> dict[str, Any]:
-        """Cells and patches per role, block size, gap and seed: JSON-serialisable."""
-        from geochem_sr.sampling import ROLE_NAMES
+        """Cells and patches per role, block size, gap (and the leakage gap the dense map
+        needs), seed and fractions: JSON-serialisable."""
+        from geochem_sr.sampling import ROLE_NAMES, SPLIT_ATTRS
 
         roles = self.data.roles
         codes = np.asarray(roles.values)
@@ -74,7 +75,7 @@ class TrainingParts:
                         "val": len(self.data.val_windows),
                         "test": len(self.data.test_windows)},
         }
-        for key in ("block_size_cells", "gap_cells", "seed"):
+        for key in SPLIT_ATTRS:
             if key in roles.attrs:
                 summary[key] = roles.attrs[key]
         if self.data.splitter is not None:

@@ -15,8 +15,9 @@ import xarray as xr
 
 from geochem_sr.errors import DataError, ModelMismatchError, ParameterError
 from geochem_sr.inference import prepare_inputs
+from geochem_sr.jsonable import to_jsonable
 from geochem_sr.models import GeoSRModel
-from geochem_sr.sampling import ROLE_VAL
+from geochem_sr.sampling import ROLE_VAL, SPLIT_ATTRS, describe_gap
 from geochem_sr.trust.aoa import AOA_SAMPLE, aoa_reference
 from geochem_sr.trust.predictions import Held, predict_held
 from geochem_sr.trust.roles import block_ids, roles_array
@@ -159,6 +160,9 @@ def calibrate(
     held = predict_held(ds, model, codes, block_ids(ds, model, roles_da, MIN_GROUPS),
                         tile=tile, device=device)
     out = fit_calibration(model, held, std_floor, min_gain, note)
+    split = {k: v for k, v in roles_da.attrs.items() if k in SPLIT_ATTRS}
+    out.validation["calibration"]["held_out"] = describe_gap(split)
+    out.validation["calibration"]["split"] = json.loads(json.dumps(split, default=to_jsonable))
     aoa_seed = int(model.training.seed or 0) if seed is None else int(seed)
     out.aoa = aoa_reference(ds, model, roles_da, aoa_seed, aoa_sample)
     return out

@@ -15,12 +15,23 @@ import pandas as pd
 import xarray as xr
 
 from geochem_sr import schema
-from geochem_sr.errors import ParameterError
+from geochem_sr.errors import DataError, ParameterError
 from geochem_sr.features import channel_names, resolve_inputs
 from geochem_sr.inference import apply_residual, prepare_inputs, shrink_factors, sparse_map
 from geochem_sr.jsonable import to_jsonable
 from geochem_sr.models import GeoSRModel, network_geometry
-from geochem_sr.sampling import ROLE_NONE, ROLE_TEST, BlockSplitter, patch_index
+from geochem_sr.sampling import (
+    ROLE_NONE,
+    ROLE_TEST,
+    ROLE_TRAIN,
+    ROLE_VAL,
+    BlockSplitter,
+    default_block_size,
+    fallback_gaps,
+    leakage_attrs,
+    leakage_gap,
+    patch_index,
+)
 from geochem_sr.training import TrainConfig
 from geochem_sr.trust.calibrate import fit_calibration
 from geochem_sr.trust.cv_report import CrossValidationReport, aggregate_folds
@@ -71,6 +82,36 @@ def _fold_roles(ds: xr.Dataset, train_mask: np.ndarray, test_mask: np.ndarray,
     train_roles = inner.copy(data=codes)
     full = inner.copy(data=np.where(test_mask, ROLE_TEST, codes).astype(np.int8))
     return train_roles, full
+
+
+def _plan_folds(ds: xr.Dataset, splitter: BlockSplitter, folds: int, val_fraction: float,
+                seed: int, patch_size: int, stride: int
+                ) -> list[tuple[np.ndarray, np.ndarray, xr.DataArray, xr.DataArray]]:
+    """Each fold's (train mask, held-out mask, training roles, calibration roles).
+
+    Raises
+    ------
+    DataError
+        Too few blocks, or a fold whose inner training or validation blocks hold no patch.
+    """
+    valid = np.asarray(ds[schema.HR].notnull().any(schema.ELEMENT)
+                       .transpose(schema.Y, schema.X).values)
+    out = []
+    for f, (train_m, test_m) in enumerate(splitter.folds(ds, folds)):
+        train_mask, test_mask = np.asarray(train_m.values), np.asarray(test_m.values)
+        train_roles, full_roles = _fold_roles(ds, train_mask, test_mask, splitter.block_size,
+                                              splitter.gap, val_fraction, seed + 1 + f)
+        codes = np.asarray(train_roles.values)
+        for code, role in ((ROLE_TRAIN, "training"), (ROLE_VAL, "validation")):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                if not patch_index(codes == code, patch_size, stride, 0.5, valid):
+                    raise DataError(
+                        f"cross-validation fold {f}: expected {role} patches of {patch_size} "
+                        f"cells, found none (blocks {splitter.block_cells(ds)} cells, gap "
+                        f"{splitter.gap}); use smaller blocks, a smaller gap or fewer folds")
+        out.append((train_mask, test_mask, train_roles, full_roles))
+    return out
 
 
 def _fold_scores(ds: xr.Dataset, cal: GeoSRModel, held: Held, test_mask: np.ndarray,
@@ -144,10 +185,14 @@ def cross_validate(
         Number of folds (:meth:`geochem_sr.sampling.BlockSplitter.folds`).
     block_size : int or float, optional
         Block size: ``int`` cells, ``float`` metres. Default
-        :func:`~geochem_sr.trust.default_blocks`.
+        :func:`~geochem_sr.trust.default_blocks` for the gap.
     gap : int, optional
         Cells between a held-out fold and the cells trained on (and between inner
-        training and validation blocks). Default :func:`~geochem_sr.trust.default_blocks`.
+        training and validation blocks). Default :func:`~geochem_sr.trust.default_blocks`:
+        at least the reach of the dense map (:func:`geochem_sr.sampling.leakage_gap`), so
+        that no training target uses a held-out dense sample; a region too small for it gets
+        the widest narrower gap whose folds all hold patches. A gap narrower than the reach
+        (given, or the fallback) warns that the scores are optimistic.
     epochs : int, default 50
         Maximum epochs per fold (early stopping on the inner validation blocks).
     seed : int, default 0
@@ -196,19 +241,33 @@ def cross_validate(
                               **{k: v for k, v in kw.items() if k not in ("config", "callback")})
     patch_size = int(cfg.patch_size)
     rf = _receptive_field(name, ds, inputs, cfg)
-    d_block, d_gap = default_blocks(rf, patch_size)
-    block = d_block if block_size is None else block_size
-    gap = d_gap if gap is None else int(gap)
-    splitter = BlockSplitter(block, n_folds=int(folds), gap=gap, seed=int(seed))
+    need = leakage_gap(ds)
+    plans = [(block_size, int(gap))] if gap is not None else \
+        [(block_size, g) for g in fallback_gaps(max(need or 0, default_blocks(rf, patch_size)[1]))]
+    plan: list[tuple[np.ndarray, np.ndarray, xr.DataArray, xr.DataArray]] = []
+    for i, (b, g) in enumerate(plans):
+        block = default_block_size(patch_size, g) if b is None else b
+        splitter = BlockSplitter(block, n_folds=int(folds), gap=g, seed=int(seed))
+        try:
+            plan = _plan_folds(ds, splitter, int(folds), float(val_fraction), int(seed),
+                               patch_size, int(cfg.stride))
+            break
+        except DataError:
+            if i == len(plans) - 1:
+                raise
+    gap = splitter.gap
+    if need is not None and gap < need:
+        warnings.warn(
+            f"cross-validation: the held-out folds are {gap} cells from training, less than "
+            f"the reach of the dense map ({need} cells): the scores are optimistic"
+            + ("" if len(plans) == 1 else " (the region is too small for the full gap)"),
+            UserWarning, stacklevel=2)
     ny, nx = ds.sizes[schema.Y], ds.sizes[schema.X]
     fold_rows: list[dict[str, Any]] = []
     oof: dict[str, np.ndarray] = {}
     fold_map = np.full((ny, nx), -1, np.int8)
     elements: list[str] = []
-    for f, (train_m, test_m) in enumerate(splitter.folds(ds, int(folds))):
-        train_mask, test_mask = np.asarray(train_m.values), np.asarray(test_m.values)
-        train_roles, full_roles = _fold_roles(ds, train_mask, test_mask, block, gap,
-                                              float(val_fraction), int(seed) + 1 + f)
+    for f, (_, test_mask, train_roles, full_roles) in enumerate(plan):
         net = train(ds, network=name, inputs=inputs, config=cfg, epochs=int(epochs),
                     seed=int(seed), splitter=RolesSplitter(train_roles), device=device,
                     progress=progress, **passed)
@@ -242,6 +301,7 @@ def cross_validate(
     settings = {
         "model": name, "inputs": inputs, "folds": int(folds), "block_size": block,
         "block_size_cells": list(splitter.block_cells(ds)), "gap": gap,
+        **{k: v for k, v in leakage_attrs(ds).items()},
         "receptive_field": rf, "patch_size": patch_size, "epochs": int(epochs),
         "seed": int(seed), "val_fraction": float(val_fraction),
         "std_floor_fraction": STD_FLOOR_FRACTION, "min_gain": MIN_GAIN,

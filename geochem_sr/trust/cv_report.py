@@ -18,7 +18,7 @@ from geochem_sr import schema
 from geochem_sr.errors import DataError
 from geochem_sr.jsonable import to_jsonable
 from geochem_sr.models import GeoSRModel
-from geochem_sr.sampling import ROLE_NONE, ROLE_VAL
+from geochem_sr.sampling import ROLE_NONE, ROLE_VAL, describe_gap
 from geochem_sr.trust.shrinkage import MIN_GAIN, STD_FLOOR_FRACTION, element_calibration
 
 __all__ = ["CrossValidationReport", "aggregate_folds"]
@@ -94,8 +94,9 @@ class CrossValidationReport:
                             "psnr_lr", "psnr_pred", "ssim_lr", "ssim_pred")
                 if c in self.per_element.columns]
         head = (f"Spatial {s.get('folds')}-fold block cross-validation of {s.get('model')} "
-                f"({s.get('inputs')}): blocks {s.get('block_size')} cells, gap "
-                f"{s.get('gap')} cells, {s.get('epochs')} epochs max, seed {s.get('seed')}\n"
+                f"({s.get('inputs')}): blocks {s.get('block_size')} cells, "
+                f"{s.get('epochs')} epochs max, seed {s.get('seed')}\n"
+                f"{describe_gap({**s, 'gap_cells': s.get('gap', 0)})}\n"
                 "gain = 1 - RMSE(prediction) / RMSE(sparse map), log10, against the dense "
                 "map on held-out folds; prediction = after do-no-harm shrinkage; gain_raw = "
                 "network alone")

@@ -12,6 +12,7 @@ from geochem_sr import schema
 from geochem_sr.errors import ModelMismatchError
 from geochem_sr.inference import applicability
 from geochem_sr.models import GeoSRModel
+from geochem_sr.sampling import describe_gap
 
 __all__ = ["trust_report"]
 
@@ -37,7 +38,10 @@ def trust_report(ds: xr.Dataset | None, model: GeoSRModel) -> pd.DataFrame:
         Index ``element``; columns ``gain`` (1 - RMSE of the prediction / RMSE of the
         sparse map, log10, on test blocks), ``gain_raw`` (without shrinkage),
         ``shrinkage``, ``coverage_1std``, ``coverage_2std``, ``rmse_lr``, ``rmse_pred``,
-        ``std_scale``, ``cells``, and ``returned_as_sparse`` (bool).
+        ``std_scale``, ``cells``, and ``returned_as_sparse`` (bool). ``df.attrs``:
+        ``measured_on`` and ``held_out`` (how far the held-out blocks lie from training,
+        and whether that keeps every held-out dense sample out of the training targets:
+        :func:`geochem_sr.sampling.describe_gap`).
 
     Raises
     ------
@@ -56,7 +60,9 @@ def trust_report(ds: xr.Dataset | None, model: GeoSRModel) -> pd.DataFrame:
         row["returned_as_sparse"] = model.shrinkage_of(el) == 0.0
         rows.append(row)
     df = pd.DataFrame(rows, index=pd.Index(list(model.elements), name=schema.ELEMENT))
-    df.attrs = {"measured_on": model.validation["calibration"].get("measured_on", "")}
+    calibration = model.validation["calibration"]
+    df.attrs = {"measured_on": calibration.get("measured_on", ""),
+                "held_out": calibration.get("held_out", describe_gap(model.training.split or {}))}
     if ds is not None and model.aoa:
         app = applicability(ds, model)
         present = app[schema.DISSIMILARITY].notnull()

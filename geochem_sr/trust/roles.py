@@ -18,7 +18,9 @@ from geochem_sr.sampling import (
     ROLE_TEST,
     ROLE_TRAIN,
     ROLE_VAL,
+    SPLIT_ATTRS,
     BlockSplitter,
+    default_block_size,
 )
 
 __all__ = ["RolesSplitter", "block_ids", "default_blocks", "roles_array", "training_roles"]
@@ -88,12 +90,13 @@ class RolesSplitter:
             "flag_values": [ROLE_NONE, ROLE_TRAIN, ROLE_VAL, ROLE_TEST],
             "flag_meanings": "none train val test",
             **{k: v for k, v in self.roles.attrs.items()
-               if k in ("block_size_cells", "gap_cells", "seed")},
+               if k in SPLIT_ATTRS},
         }
         return out
 
 
-def default_blocks(receptive_field: int, patch_size: int = 32) -> tuple[int, int]:
+def default_blocks(receptive_field: int, patch_size: int = 32,
+                   leakage_gap: int | None = None) -> tuple[int, int]:
     """Default block size and gap (cells) of the cross-validation.
 
     Parameters
@@ -102,12 +105,17 @@ def default_blocks(receptive_field: int, patch_size: int = 32) -> tuple[int, int
         The network's receptive field in cells.
     patch_size : int, default 32
         Training patch size in cells.
+    leakage_gap : int, optional
+        The gap the dense map's reach asks for (:func:`geochem_sr.sampling.leakage_gap`);
+        ``None`` or 0 when not recorded.
 
     Returns
     -------
     (block_size, gap) : (int, int)
-        ``context = min(receptive_field, patch_size)``, ``gap = ceil(context / 2)``,
-        ``block_size = max(2 * patch_size, context + 2 * gap)`` (``docs/notes/trust.md``).
+        ``context = min(receptive_field, patch_size)``,
+        ``gap = max(ceil(context / 2), leakage_gap)``, ``block_size =
+        max(2 * patch_size, patch_size + 2 * gap)``
+        (:func:`geochem_sr.sampling.default_block_size`; ``docs/notes/trust.md``).
 
     Examples
     --------
@@ -115,10 +123,12 @@ def default_blocks(receptive_field: int, patch_size: int = 32) -> tuple[int, int
     (64, 16)
     >>> default_blocks(13, 32)   # SRCNN 9-1-5
     (64, 7)
+    >>> default_blocks(157, 32, leakage_gap=23)  # a dense map that reaches 23 cells
+    (78, 23)
     """
     context = max(1, min(int(receptive_field), int(patch_size)))
-    gap = math.ceil(context / 2)
-    return max(2 * int(patch_size), context + 2 * gap), gap
+    gap = max(math.ceil(context / 2), int(leakage_gap or 0))
+    return default_block_size(patch_size, gap), gap
 
 
 def block_ids(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray,
