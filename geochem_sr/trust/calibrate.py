@@ -20,7 +20,7 @@ from geochem_sr.models import GeoSRModel
 from geochem_sr.sampling import ROLE_VAL, SPLIT_ATTRS, describe_gap
 from geochem_sr.trust.aoa import AOA_SAMPLE, aoa_reference
 from geochem_sr.trust.predictions import Held, predict_held
-from geochem_sr.trust.roles import block_ids, roles_array
+from geochem_sr.trust.roles import evidence_blocks, roles_array
 from geochem_sr.trust.shrinkage import (
     COVERAGE_1STD,
     MIN_GAIN,
@@ -39,7 +39,7 @@ def fit_calibration(model: GeoSRModel, held: Held, std_floor: float, min_gain: f
     for k, el in enumerate(held.elements):
         per_element[el] = element_calibration(held.residual[k], held.spread[k],
                                               held.target[k], held.roles, held.groups,
-                                              std_floor, min_gain)
+                                              std_floor, min_gain, held.unit_m)
     zero = {el: row["reason"] for el, row in per_element.items() if "reason" in row}
     for el, why in zero.items():
         warnings.warn(f"calibrate: {el} is returned as the sparse map (shrinkage 0): {why}",
@@ -157,8 +157,8 @@ def calibrate(
     codes = np.asarray(roles_da.values).astype(np.int8)
     if not (codes == ROLE_VAL).any():
         raise DataError("roles: expected validation cells (code 2) to calibrate on, found none")
-    held = predict_held(ds, model, codes, block_ids(ds, model, roles_da, MIN_GROUPS),
-                        tile=tile, device=device)
+    groups, unit_m = evidence_blocks(ds, model, roles_da, MIN_GROUPS)
+    held = predict_held(ds, model, codes, groups, tile=tile, device=device, unit_m=unit_m)
     out = fit_calibration(model, held, std_floor, min_gain, note)
     split = {k: v for k, v in roles_da.attrs.items() if k in SPLIT_ATTRS}
     out.validation["calibration"]["held_out"] = describe_gap(split)

@@ -18,7 +18,7 @@ from geochem_sr import schema
 from geochem_sr.errors import DataError
 from geochem_sr.jsonable import to_jsonable
 from geochem_sr.models import GeoSRModel
-from geochem_sr.sampling import ROLE_NONE, ROLE_VAL, describe_gap
+from geochem_sr.sampling import ROLE_NONE, ROLE_VAL, BlockSplitter, describe_gap
 from geochem_sr.trust.shrinkage import MIN_GAIN, STD_FLOOR_FRACTION, element_calibration
 
 __all__ = ["CrossValidationReport", "aggregate_folds"]
@@ -63,20 +63,24 @@ class CrossValidationReport:
     def fit_shrinkage(self, min_gain: float = MIN_GAIN) -> dict[str, float]:
         """Do-no-harm factors fitted on the pooled out-of-fold predictions.
 
-        The same rule as :func:`~geochem_sr.trust.calibrate` (least squares clipped to
-        [0, 1], 0 when the gain is below ``min_gain``), over every held-out cell of every
-        fold.
+        The same rule as :func:`~geochem_sr.trust.calibrate`, over every held-out cell of
+        every fold; the evidence blocks are as wide as the dense map's reach
+        (``settings["leakage_gap_cells"]``, at least 8 cells) when recorded, else the
+        cross-validation's blocks.
         """
         if self.oof is None:
             raise DataError("report: out-of-fold predictions were not kept (keep_oof=False)")
         out = {}
         fold = np.asarray(self.oof["fold"].values)
         roles = np.where(fold >= 0, ROLE_VAL, ROLE_NONE).astype(np.int8)
+        side = self.settings.get("leakage_gap_cells")
+        side = max(8, int(side)) if side else int(self.settings["block_size_cells"][0])
+        groups = BlockSplitter(side).block_ids(self.oof)
         for el in self.oof[schema.ELEMENT].values:
             sel = {schema.ELEMENT: el}
             r = np.asarray(self.oof["residual_pred"].sel(sel).values)
             t = np.asarray(self.oof["residual_true"].sel(sel).values)
-            row = element_calibration(r, np.zeros_like(r), t, roles, fold,
+            row = element_calibration(r, np.zeros_like(r), t, roles, groups,
                                       STD_FLOOR_FRACTION, min_gain)
             out[str(el)] = float(row["shrinkage"])
         return out

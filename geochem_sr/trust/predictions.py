@@ -30,6 +30,7 @@ class Held:
     target: np.ndarray  # (E, h, w) log10(hr) - log10(lr)
     elements: list[str]
     groups: np.ndarray  # (h, w) spatial block id of every cell (jackknife groups)
+    unit_m: float | None = None  # side of a group (metres), when known
 
 
 def bare(model: GeoSRModel) -> GeoSRModel:
@@ -39,7 +40,7 @@ def bare(model: GeoSRModel) -> GeoSRModel:
 
 
 def predict_held(ds: xr.Dataset, model: GeoSRModel, roles: np.ndarray, groups: np.ndarray,
-                 *, tile: int, device: str | None) -> Held:
+                 *, tile: int, device: str | None, unit_m: float | None = None) -> Held:
     """Predict (with TTA) the box around validation and test cells, plus an exact halo."""
     held = (roles == ROLE_VAL) | (roles == ROLE_TEST)
     if not held.any():
@@ -57,4 +58,5 @@ def predict_held(ds: xr.Dataset, model: GeoSRModel, roles: np.ndarray, groups: n
     res, spread = predict_array(bare(model), np.asarray(x), tile=int(tile), tta=True,
                                 device=device)
     return Held((int(r0), int(r1), int(c0), int(c1)), roles[r0:r1, c0:c1], res, spread,
-                np.asarray(t, np.float32), list(model.elements), groups[r0:r1, c0:c1])
+                np.asarray(t, np.float32), list(model.elements), groups[r0:r1, c0:c1],
+                unit_m)

@@ -21,9 +21,11 @@ from geochem_sr.sampling import (
     SPLIT_ATTRS,
     BlockSplitter,
     default_block_size,
+    leakage_gap,
 )
 
-__all__ = ["RolesSplitter", "block_ids", "default_blocks", "roles_array", "training_roles"]
+__all__ = ["RolesSplitter", "block_ids", "default_blocks", "evidence_blocks", "roles_array",
+           "training_roles"]
 
 
 class RolesSplitter:
@@ -131,8 +133,12 @@ def default_blocks(receptive_field: int, patch_size: int = 32,
     return default_block_size(patch_size, gap), gap
 
 
+#: Smallest side (cells) of an evidence block.
+MIN_UNIT_CELLS = 8
+
+
 def block_ids(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray,
-               min_groups: int = 1) -> np.ndarray:
+              min_groups: int = 1) -> np.ndarray:
     """Block id of every cell, on the block grid of the roles (or of training's split).
 
     With ``min_groups``, the block size is halved (down to 8 cells) until the validation
@@ -144,10 +150,27 @@ def block_ids(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray,
     b = max(1, b)
     val = np.asarray(roles.values) == ROLE_VAL
     ids = BlockSplitter(b).block_ids(ds)
-    while np.unique(ids[val]).size < min_groups and b >= 16:
+    while np.unique(ids[val]).size < min_groups and b >= 2 * MIN_UNIT_CELLS:
         b //= 2
         ids = BlockSplitter(b).block_ids(ds)
     return ids
+
+
+def evidence_blocks(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray,
+                    min_groups: int) -> tuple[np.ndarray, float | None]:
+    """The blocks whose cells count as one piece of evidence, and their side in metres.
+
+    Cells closer than the dense map's reach share dense samples, so they are not
+    independent: when ``ds`` records the reach (:func:`geochem_sr.sampling.leakage_gap`),
+    the blocks are that wide (at least :data:`MIN_UNIT_CELLS`). Otherwise,
+    :func:`block_ids` with ``min_groups`` (side unknown: ``None``).
+    """
+    gap = leakage_gap(ds)
+    if gap is None:
+        return block_ids(ds, model, roles, min_groups), None
+    side = max(MIN_UNIT_CELLS, int(gap))
+    dx, dy = schema.check_grid(ds)
+    return BlockSplitter(side).block_ids(ds), float(side * max(dx, abs(dy)))
 
 
 def _split_record(model: GeoSRModel) -> dict[str, Any]:

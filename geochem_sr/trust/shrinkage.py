@@ -14,7 +14,9 @@ __all__ = [
     "COVERAGE_1STD",
     "MIN_GAIN",
     "MIN_GROUPS",
+    "MIN_UNITS",
     "MIN_Z",
+    "verdict",
     "STD_FLOOR_FRACTION",
     "element_calibration",
 ]
@@ -27,8 +29,19 @@ STD_FLOOR_FRACTION = 0.1
 MIN_GAIN = 0.01
 #: The least-squares shrinkage must be this many jackknife standard errors above 0.
 MIN_Z = 2.0
-#: Fewer validation blocks than this are subdivided into jackknife groups.
+#: Fewer validation blocks than this are subdivided into jackknife groups (datasets that do
+#: not record the dense map's reach; otherwise the groups are blocks as wide as the reach).
 MIN_GROUPS = 4
+#: Fewest independent validation blocks on which a correction can be kept: below this the
+#: element is returned as the sparse map ("not enough evidence").
+MIN_UNITS = 4
+#: A block counts as independent evidence when it holds at least this share of the cells of
+#: the fullest validation block (slivers at the edge of a block do not).
+MIN_UNIT_SHARE = 0.25
+#: One-sided level of the block-bootstrap lower bound on the validation gain.
+LCB_ALPHA = 0.05
+#: Bootstrap resamples of the validation blocks, and their seed (same data, same verdict).
+BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED = 2000, 0
 
 
 def _jackknife_se(num: np.ndarray, den: np.ndarray) -> float:
@@ -44,22 +57,49 @@ def _jackknife_se(num: np.ndarray, den: np.ndarray) -> float:
     return float(np.sqrt((g - 1) / g * np.sum((loo - loo.mean()) ** 2)))
 
 
+def _bootstrap_gain(num: np.ndarray, den: np.ndarray, tt: np.ndarray, s: float) -> float:
+    """Block-bootstrap lower bound (level :data:`LCB_ALPHA`) on the gain of the factor ``s``.
+
+    ``num``, ``den``, ``tt``: per block sums of ``r * t``, ``r * r`` and ``t * t``; blocks are
+    resampled with replacement :data:`BOOTSTRAP_SAMPLES` times (seed :data:`BOOTSTRAP_SEED`).
+    """
+    err = tt - 2 * s * num + s * s * den  # per block: sum((t - s r)^2)
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    idx = rng.integers(0, num.size, (BOOTSTRAP_SAMPLES, num.size))
+    t_b = tt[idx].sum(axis=1)
+    gains = 1.0 - np.sqrt(np.clip(err[idx].sum(axis=1), 0, None) / np.where(t_b > 0, t_b, np.nan))
+    return float(np.nanquantile(gains, LCB_ALPHA))
+
+
 def _shrinkage(rv: np.ndarray, tv: np.ndarray, gv: np.ndarray, min_gain: float
                ) -> tuple[dict[str, Any], str | None]:
-    """Do-no-harm factor from the validation cells (values, targets, block ids)."""
+    """Do-no-harm factor from the validation cells (values, targets, block ids).
+
+    Kept only when the validation cells span at least :data:`MIN_UNITS` independent blocks,
+    the least-squares factor is :data:`MIN_Z` jackknife errors above 0, the shrunk
+    correction gains at least ``min_gain`` and the block-bootstrap lower bound on that gain
+    is above 0 (``docs/notes/trust.md``).
+    """
     den = float(np.sum(rv * rv))
     s_ls = float(np.sum(rv * tv) / den) if den > 0 else 0.0
-    groups, inv = np.unique(gv, return_inverse=True)
+    groups, inv, counts = np.unique(gv, return_inverse=True, return_counts=True)
+    n_units = int((counts >= MIN_UNIT_SHARE * counts.max()).sum())
     num_g = np.bincount(inv, weights=rv * tv, minlength=groups.size)
     den_g = np.bincount(inv, weights=rv * rv, minlength=groups.size)
+    tt_g = np.bincount(inv, weights=tv * tv, minlength=groups.size)
     se = _jackknife_se(num_g, den_g) if den > 0 else math.inf
     z = s_ls / se if se > 0 else math.inf
     factor = max(0.0, 1.0 - 1.0 / z**2) if z >= MIN_Z else 0.0
     s = float(np.clip(s_ls * factor, 0.0, 1.0))
     rmse_lr = float(np.sqrt(np.mean(tv**2)))
     gain = 1.0 - float(np.sqrt(np.mean((tv - s * rv) ** 2))) / rmse_lr if rmse_lr > 0 else 0.0
+    lcb = _bootstrap_gain(num_g, den_g, tt_g, s) if s > 0 and groups.size > 1 else math.nan
     reason = None
-    if not s_ls > 0:
+    if n_units < MIN_UNITS:
+        blocks = "block" if n_units == 1 else "blocks"
+        reason = (f"not enough evidence: the validation cells span {n_units} independent "
+                  f"{blocks}, at least {MIN_UNITS} are needed to tell a correction from noise")
+    elif not s_ls > 0:
         reason = ("the predicted residual does not correlate positively with the dense map's "
                   f"residual on the validation blocks (least-squares factor {s_ls:.3g})")
     elif s == 0.0:
@@ -69,16 +109,46 @@ def _shrinkage(rv: np.ndarray, tv: np.ndarray, gv: np.ndarray, min_gain: float
     elif gain < min_gain:
         reason = (f"on the validation blocks the shrunk prediction improves on the sparse map "
                   f"by {gain:.2%} only (< {min_gain:.0%})")
+    elif not lcb > 0:
+        reason = (f"the gain on the validation blocks ({gain:.1%}) is not clearly above 0: "
+                  f"its {1 - LCB_ALPHA:.0%} lower bound over {groups.size} blocks resampled "
+                  f"(block bootstrap) is {lcb:.1%}")
     info = {"shrinkage_ls": s_ls, "shrinkage_se": se if math.isfinite(se) else math.nan,
-            "val_blocks": int(groups.size),
-            "gain_val": 0.0 if reason else gain, "shrinkage": 0.0 if reason else s}
+            "val_blocks": int(groups.size), "evidence_blocks": n_units,
+            "gain_val_lcb": lcb, "gain_val": 0.0 if reason else gain,
+            "shrinkage": 0.0 if reason else s}
     return info, reason
 
 
+def verdict(row: dict[str, Any], unit_m: float | None = None) -> str:
+    """One sentence on an element's calibration, in words a geochemist reads.
+
+    ``row`` is the element's entry of ``model.validation["per_element"]``; ``unit_m`` the
+    side of an independent block in metres.
+
+    Examples
+    --------
+    >>> verdict({"shrinkage": 0.0, "reason": "not enough evidence: ..."})
+    'returned as the sparse map: not enough evidence: ...'
+    """
+    if row.get("reason"):
+        return f"returned as the sparse map: {row['reason']}"
+    size = f" of about {unit_m / 1000:.2g} km" if unit_m else ""
+    text = (f"correction kept at {float(row['shrinkage']):.2f} of its size: on "
+            f"{row.get('evidence_blocks', row.get('val_blocks', '?'))} independent validation "
+            f"blocks{size} it improves on the sparse map by {float(row['gain_val']):.1%} "
+            f"({1 - LCB_ALPHA:.0%} lower bound {float(row['gain_val_lcb']):.1%})")
+    gain = row.get("gain")
+    if gain is not None and math.isfinite(float(gain)):
+        text += f"; on the test blocks, {float(gain):+.1%}"
+    return text
+
+
 def element_calibration(r: np.ndarray, sd: np.ndarray, t: np.ndarray, roles: np.ndarray,
-                        groups: np.ndarray, std_floor: float, min_gain: float
-                        ) -> dict[str, Any]:
-    """Shrinkage, std scale and floor from the validation cells; scores on the test cells."""
+                        groups: np.ndarray, std_floor: float, min_gain: float,
+                        unit_m: float | None = None) -> dict[str, Any]:
+    """Shrinkage, std scale and floor from the validation cells; scores on the test cells;
+    the ``verdict`` in words (``unit_m``: side of the independent blocks in metres)."""
     ok = np.isfinite(r) & np.isfinite(sd) & np.isfinite(t)
     val, test = ok & (roles == ROLE_VAL), ok & (roles == ROLE_TEST)
     rv, sv, tv = (a[val].astype(np.float64) for a in (r, sd, t))
@@ -103,6 +173,9 @@ def element_calibration(r: np.ndarray, sd: np.ndarray, t: np.ndarray, roles: np.
         floor, scale = 1e-6, math.nan
     out["std_floor"], out["std_scale"] = float(floor), float(scale)
     out.update(_scores(r[test], sd[test], t[test], s, scale, floor))
+    if unit_m:
+        out["evidence_block_m"] = float(unit_m)
+    out["verdict"] = verdict(out, unit_m)
     return out
 
 
