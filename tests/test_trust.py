@@ -149,6 +149,8 @@ def test_noise_residual_is_shrunk_to_zero_and_output_is_the_sparse_map(noise_cas
     lr = ds[schema.LR].sel({schema.ELEMENT: model.elements}).values
     np.testing.assert_allclose(pred[schema.HR_PRED].values, lr, rtol=1e-6)
     assert pred.attrs["geochem_sr_shrinkage"] == {el: 0.0 for el in model.elements}
+    for el in model.elements:  # the verdict travels with the map, in words
+        assert pred.attrs["geochem_sr_verdicts"][el].startswith("returned as the sparse map")
 
 
 def test_learnable_residual_keeps_its_shrinkage_and_gains(learnable_case) -> None:
@@ -173,6 +175,8 @@ def test_calibrated_coverage_on_test_blocks(learnable_case) -> None:
     text = cal.summary()
     for el in model.elements:
         assert f"{cal.validation['per_element'][el]['coverage_1std']:.2f}" in text
+        assert f"{el}: correction kept at {cal.shrinkage[el]:.2f}" in text
+        assert cal.verdict_of(el) in text and "independent validation blocks" in text
 
 
 def test_calibrated_std_reproduces_the_measured_coverage(learnable_case) -> None:

@@ -82,6 +82,9 @@ def provenance(model: GeoSRModel, digest: str, tile: int, halo: int, tta: bool) 
         f"{ATTR_PREFIX}version": __version__,
         f"{ATTR_PREFIX}created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
+    verdicts = {e: model.verdict_of(e) for e in model.elements if model.verdict_of(e)}
+    if verdicts:
+        attrs[f"{ATTR_PREFIX}verdicts"] = verdicts
     if tta:
         attrs[f"{ATTR_PREFIX}uncertainty_meaning"] = UNCERTAINTY_MEANING
         attrs[f"{ATTR_PREFIX}calibrated_elements"] = calibrated

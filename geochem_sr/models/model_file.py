@@ -245,6 +245,13 @@ class GeoSRModel:
         """Do-no-harm factor of an element (1 when not fitted)."""
         return float(self.shrinkage.get(element, 1.0))
 
+    def verdict_of(self, element: str) -> str:
+        """Calibration's verdict on an element, in words: kept (on how many independent
+        blocks, with what gain and lower bound) or returned as the sparse map (and why);
+        ``""`` when the model was not calibrated."""
+        per_el = (self.validation or {}).get("per_element", {})
+        return str(per_el.get(element, {}).get("verdict", ""))
+
     def check(self, where: str = "model") -> None:
         """Check every value that changes a prediction, and the weights against the network.
 
@@ -388,6 +395,10 @@ class GeoSRModel:
                     f"{r.get('gain', np.nan):>8.3f}{self.shrinkage_of(el):>8.2f}"
                     f"{r.get('coverage_1std', np.nan):>7.2f}{r.get('coverage_2std', np.nan):>7.2f}"
                 )
+            verdicts = [(el, self.verdict_of(el)) for el in self.elements]
+            if any(v for _, v in verdicts):
+                lines.append("  verdicts (evidence from the validation blocks):")
+                lines.extend(f"  {el}: {v}" for el, v in verdicts if v)
         else:
             lines.append("  no spatial validation report (run ds.geosr.cross_validate)")
         return "\n".join(lines)
