@@ -51,6 +51,9 @@ def main() -> int:
                    help="cells between held-out folds and training (default: the dense "
                         "map's reach, cross_validate's default); results go to "
                         "cv_synthetic_gap<N>.md when given")
+    p.add_argument("--block", type=int, default=None,
+                   help="block side in cells (default: cross_validate's, from the gap); "
+                        "results go to cv_synthetic[_gap<N>]_block<B>.md when given")
     args = p.parse_args()
     import torch
 
@@ -69,7 +72,7 @@ def main() -> int:
         rep = cross_validate(ds, "multilevel_unet", "auto", folds=FOLDS, seed=args.seed,
                              epochs=args.epochs, patience=20, learning_rate=3e-4,
                              ensemble=args.ensemble, network_kwargs={"base_channels": BASE},
-                             gap=args.gap)
+                             gap=args.gap, block_size=args.block)
     wall = time.perf_counter() - t0
     per = rep.per_element.drop("mean", errors="ignore")
     checks = criteria(per)
@@ -79,7 +82,8 @@ def main() -> int:
     for c, ok in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {c}")
     RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / ("cv_synthetic" if args.gap is None else f"cv_synthetic_gap{args.gap}")
+    stem = RESULTS / ("cv_synthetic" + ("" if args.gap is None else f"_gap{args.gap}")
+                      + ("" if args.block is None else f"_block{args.block}"))
     s = rep.settings
     held_out = describe_gap({**s, "gap_cells": s["gap"]})
     print(held_out)
@@ -96,6 +100,7 @@ def main() -> int:
         f"`python benchmarks/cv_synthetic.py --seed {args.seed} --ensemble {args.ensemble} "
         f"--epochs {args.epochs} --size-km {args.size_km:g}"
         + ("" if args.gap is None else f" --gap {args.gap}")
+        + ("" if args.block is None else f" --block {args.block}")
         + f"` ({wall / 60:.1f} min on one CPU thread). Spatial {FOLDS}-fold block CV on a "
         f"{args.size_km:g} km region, blocks {s['block_size_cells'][0]} cells, multi-level "
         f"U-Net base {BASE}, inputs auto, gains after the fold's do-no-harm calibration; "

@@ -169,6 +169,8 @@ def _full_cv_lines(full: dict) -> list[str]:
 
 
 def _markdown(cal, outside, cv, settings: dict, full=None) -> str:  # noqa: ANN001
+    from geochem_sr.sampling import describe_gap
+
     lines = [
         "# When to trust the prediction (synthetic region)",
         "",
@@ -181,6 +183,8 @@ def _markdown(cal, outside, cv, settings: dict, full=None) -> str:  # noqa: ANN0
         f"patience {settings['patience']}; stopped after {settings['epochs_run']} (best "
         f"{settings['best_epoch']}). "
         f"Total run time {settings['seconds']:.0f} s on {settings['device']}.",
+        "",
+        f"Split: {describe_gap(cal.training.split or {})}.",
         "",
         "## Held-out test blocks of the training area (against the dense survey)",
         "",
@@ -200,10 +204,8 @@ def _markdown(cal, outside, cv, settings: dict, full=None) -> str:  # noqa: ANN0
         lines.append(f"| {el} | {kind} | {r['gain']:.3f} | {r['gain_raw']:.3f} | "
                      f"{cal.shrinkage_of(el):.2f} | {r['coverage_1std']:.2f} | "
                      f"{r['coverage_2std']:.2f} |")
-    zero = cal.validation.get("shrunk_to_zero", {})
-    if zero:
-        lines += ["", "Returned as the sparse map (shrinkage 0):", ""]
-        lines += [f"- {el}: {why}" for el, why in zero.items()]
+    lines += ["", "Verdicts (`model.verdict_of`):", ""]
+    lines += [f"- {el}: {cal.verdict_of(el)}" for el in cal.elements]
     lines += [
         "",
         "## East of the training area (no dense survey; against the noise-free truth)",
@@ -227,9 +229,9 @@ def _markdown(cal, outside, cv, settings: dict, full=None) -> str:  # noqa: ANN0
             "",
             f"## Spatial {s['folds']}-fold block cross-validation (training area)",
             "",
-            f"Blocks {s['block_size']} cells, gap {s['gap']} cells, {s['epochs']} epochs max "
-            "per fold; each fold's shrinkage fitted on its inner validation blocks. Pooled "
-            "over all held-out cells.",
+            f"Blocks {s['block_size']} cells, {s['epochs']} epochs max per fold; "
+            f"{describe_gap({**s, 'gap_cells': s['gap']})}; each fold's shrinkage fitted "
+            "on its inner validation blocks. Pooled over all held-out cells.",
             "",
             "| element | anomalies | CV gain | CV gain (network alone) | folds improved | "
             "mean shrinkage | coverage 1 std | coverage 2 std |",
