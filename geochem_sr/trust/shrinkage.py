@@ -13,6 +13,7 @@ from geochem_sr.sampling import ROLE_TEST, ROLE_VAL
 __all__ = [
     "COVERAGE_1STD",
     "MIN_GAIN",
+    "MIN_GAIN_LCB",
     "MIN_GROUPS",
     "MIN_UNITS",
     "MIN_Z",
@@ -40,6 +41,9 @@ MIN_UNITS = 4
 MIN_UNIT_SHARE = 0.25
 #: One-sided level of the block-bootstrap lower bound on the validation gain.
 LCB_ALPHA = 0.05
+#: The block-bootstrap lower bound on the validation gain must reach this: a correction is
+#: kept when it gains at least 1 % with 95 % confidence (``docs/notes/trust.md``).
+MIN_GAIN_LCB = 0.01
 #: Bootstrap resamples of the validation blocks, and their seed (same data, same verdict).
 BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED = 2000, 0
 
@@ -78,7 +82,7 @@ def _shrinkage(rv: np.ndarray, tv: np.ndarray, gv: np.ndarray, min_gain: float
     Kept only when the validation cells span at least :data:`MIN_UNITS` independent blocks,
     the least-squares factor is :data:`MIN_Z` jackknife errors above 0, the shrunk
     correction gains at least ``min_gain`` and the block-bootstrap lower bound on that gain
-    is above 0 (``docs/notes/trust.md``).
+    reaches :data:`MIN_GAIN_LCB` (``docs/notes/trust.md``).
     """
     den = float(np.sum(rv * rv))
     s_ls = float(np.sum(rv * tv) / den) if den > 0 else 0.0
@@ -109,8 +113,9 @@ def _shrinkage(rv: np.ndarray, tv: np.ndarray, gv: np.ndarray, min_gain: float
     elif gain < min_gain:
         reason = (f"on the validation blocks the shrunk prediction improves on the sparse map "
                   f"by {gain:.2%} only (< {min_gain:.0%})")
-    elif not lcb > 0:
-        reason = (f"the gain on the validation blocks ({gain:.1%}) is not clearly above 0: "
+    elif not lcb >= MIN_GAIN_LCB:
+        reason = (f"the gain on the validation blocks ({gain:.1%}) is not clearly above "
+                  f"{MIN_GAIN_LCB:.0%}: "
                   f"its {1 - LCB_ALPHA:.0%} lower bound over {groups.size} blocks resampled "
                   f"(block bootstrap) is {lcb:.1%}")
     info = {"shrinkage_ls": s_ls, "shrinkage_se": se if math.isfinite(se) else math.nan,
