@@ -1,4 +1,5 @@
-"""Command line: ``geochem-sr demo | build | train | predict | evaluate | experiment``."""
+"""Command line: ``geochem-sr demo | build | train | predict | evaluate | export |
+experiment``."""
 
 from __future__ import annotations
 
@@ -83,6 +84,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     ds = gs.open_survey(args.survey) if args.survey else pred
     table = ds.geosr.evaluate(pred)
     print(table.to_string())
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import geochem_sr as gs
+    from geochem_sr.io.geotiff import export_geotiffs
+
+    ds = gs.open_survey(args.store)
+    paths = export_geotiffs(ds, args.out, args.variables or None,
+                            clip_to_aoa=args.clip_to_aoa, overwrite=args.overwrite)
+    for path in paths:
+        print(f"wrote {path}")
     return 0
 
 
@@ -174,6 +187,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--survey", help="survey .zarr holding hr (default: the prediction store)")
     e.set_defaults(func=_cmd_evaluate)
 
+    o = sub.add_parser("export", **fmt,
+                       help="Cloud-Optimized GeoTIFFs of a store's variables, for any GIS")
+    o.add_argument("store", help="prediction (or survey) .zarr")
+    o.add_argument("out", help="output folder: one <variable>.tif each")
+    o.add_argument("--variables", nargs="+",
+                   help="variables to write (default: hr_pred hr_pred_std aoa dissimilarity, "
+                        "those present)")
+    o.add_argument("--clip-to-aoa", action="store_true",
+                   help="nodata outside the area of applicability in the element maps")
+    o.add_argument("--overwrite", action="store_true", help="replace existing files")
+    o.set_defaults(func=_cmd_export)
+
     x = sub.add_parser("experiment", **fmt, help="the paper's Table 6 + classical baselines")
     x.add_argument("--profile", choices=["cpu", "gpu", "smoke"], default="cpu")
     x.add_argument("--out", default="benchmarks/results")
@@ -196,7 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 _OPTIONS = {"crs=": "--crs ", "x=": "--x-column ", "y=": "--y-column ", "sep=": "--sep ",
             "decimal=": "--decimal ", "thousands=": "--thousands ",
             "encoding=": "--encoding ", "overwrite=True": "--overwrite",
-            "unit_column=": "--unit-column ", "cell_size=": "--cell-size "}
+            "unit_column=": "--unit-column ", "cell_size=": "--cell-size ",
+            "clip_to_aoa": "--clip-to-aoa"}
 
 
 def _as_options(message: str) -> str:

@@ -90,3 +90,55 @@ def test_train_predict_evaluate_on_partial_geology(built, files, capsys):
     assert p[schema.AOA].values[~no_unit].mean() > 0.5
     assert main(["evaluate", str(pred), "--survey", str(built)]) == 0
     assert "rmse" in capsys.readouterr().out
+    _exports_cloud_optimized_geotiffs(pred, files, p, capsys)
+
+
+def _gdal_bin_upper_left(path) -> tuple[float, float] | None:
+    """Upper-left corner (lon, lat) as Debian's gdal-bin reports it (None without it)."""
+    import json
+    import shutil
+    import subprocess
+
+    if shutil.which("gdalinfo") is None:
+        return None
+    info = json.loads(subprocess.run(["gdalinfo", "-json", str(path)], check=True,
+                                     capture_output=True, text=True).stdout)
+    lon, lat = info["wgs84Extent"]["coordinates"][0][0]
+    return lon, lat
+
+
+def _exports_cloud_optimized_geotiffs(pred, files, p, capsys):
+    """`geochem-sr export`: one COG per variable, one named band per element with its unit,
+    NaN nodata, overviews, placed where the grid is — read by rasterio's GDAL and, where it
+    is installed, by Debian's gdal-bin (GDAL 3.6)."""
+    import rasterio
+    from pyproj import Transformer
+
+    out = files / "gis"
+    assert main(["export", str(pred), str(out), "--clip-to-aoa"]) == 0
+    written = sorted(f.name for f in out.glob("*.tif"))
+    assert written == ["aoa.tif", "dissimilarity.tif", "hr_pred.tif", "hr_pred_std.tif"]
+    assert "wrote" in capsys.readouterr().out
+    units = [str(u) for u in p[schema.ELEMENT_UNITS].values]
+    elements = [str(e) for e in p[schema.ELEMENT].values]
+    dx = float(p.x[1] - p.x[0])
+    with rasterio.open(out / "hr_pred.tif") as src:
+        assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert src.count == len(elements) and src.crs == p.rio.crs
+        assert list(src.descriptions) == [f"{e} ({u})" for e, u in zip(elements, units,
+                                                                         strict=True)]
+        assert np.isnan(src.nodata) and src.overviews(1)
+        left, top = src.bounds.left, src.bounds.top
+        assert left == pytest.approx(float(p.x[0]) - dx / 2)
+        assert top == pytest.approx(float(p.y[0]) + dx / 2)
+        band = src.read(1)
+    inside = p[schema.AOA].values.astype(bool)
+    np.testing.assert_allclose(band[inside], p[schema.HR_PRED].values[0][inside], rtol=1e-6)
+    assert np.isnan(band[~inside]).all()  # clipped to the area of applicability
+    lon, lat = Transformer.from_crs(p.rio.crs, "EPSG:4326", always_xy=True).transform(left, top)
+    for name in ("hr_pred.tif", "aoa.tif"):
+        corner = _gdal_bin_upper_left(out / name)
+        if corner is not None:  # Debian's GDAL 3.6 places it where pyproj does
+            assert corner == pytest.approx((lon, lat), abs=1e-6)
+    assert main(["export", str(pred), str(out)]) == 2  # exists: refused, files kept
+    assert "--overwrite" in capsys.readouterr().err
