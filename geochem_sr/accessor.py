@@ -97,6 +97,13 @@ class GeoSRAccessor:
             model = GeoSRModel.load(model)
         return super_resolve(self._ds, model, **kwargs)
 
+    def with_prediction(self, pred: xr.Dataset | xr.DataArray) -> xr.Dataset:
+        """The dataset with a prediction's variables added, what ``ds.merge(pred)`` means
+        without xarray's warning (:func:`geochem_sr.inference.with_prediction`)."""
+        from geochem_sr.inference import with_prediction
+
+        return with_prediction(self._ds, pred)
+
     def evaluate(self, pred: xr.Dataset | xr.DataArray, **kwargs: Any) -> pd.DataFrame:
         """PSNR/SSIM/RMSE/anomaly IoU per element against ``hr``
         (:func:`geochem_sr.metrics.evaluate`)."""

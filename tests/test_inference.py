@@ -614,3 +614,25 @@ def test_network_geometry_is_that_of_the_built_network(survey, key):
         assert (g.size_multiple, g.receptive_field) == network_geometry(
             model.network_name, model.network_config)
         assert model.receptive_field == g.receptive_field
+
+
+def test_with_prediction_is_the_merge_users_mean_without_warnings(survey):
+    """`ds.geosr.with_prediction(pred)`: the prediction's variables on the survey, shared
+    coordinates from the survey, no FutureWarning from xarray; another grid is refused."""
+    import warnings
+
+    from geochem_sr.errors import GridError
+
+    pred = survey[[schema.LR]].rename({schema.LR: schema.HR_PRED}) * 1.5
+    pred = pred.assign_coords({schema.ELEMENT_UNITS: survey[schema.ELEMENT_UNITS]}) \
+        if schema.ELEMENT_UNITS in survey.coords else pred
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        both = survey.geosr.with_prediction(pred)
+    assert schema.HR_PRED in both and schema.HR in both
+    np.testing.assert_allclose(both[schema.HR_PRED].values, survey[schema.LR].values * 1.5)
+    partial = pred.isel({schema.ELEMENT: [1]})  # one element: the others are NaN
+    one = survey.geosr.with_prediction(partial)
+    assert np.isnan(one[schema.HR_PRED].isel({schema.ELEMENT: 0}).values).all()
+    with pytest.raises(GridError, match="prediction vs dataset"):
+        survey.geosr.with_prediction(pred.isel({schema.X: slice(1, None)}))
