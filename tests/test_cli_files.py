@@ -91,6 +91,45 @@ def test_train_predict_evaluate_on_partial_geology(built, files, capsys):
     assert main(["evaluate", str(pred), "--survey", str(built)]) == 0
     assert "rmse" in capsys.readouterr().out
     _exports_cloud_optimized_geotiffs(pred, files, p, capsys)
+    for store in (built, pred):
+        _every_layer_lands_where_it_belongs(store)
+
+
+def _every_layer_lands_where_it_belongs(store):
+    """Each gridded variable of a store, opened by GDAL as a GIS would: rasterio's GDAL
+    reads the CRS and the grid's corners; Debian's gdal-bin 3.6 (where installed), which
+    swaps the CRS axes of Zarr arrays carrying GDAL's `_CRS`, places the same corners and
+    claims no CRS it would misapply."""
+    import json
+    import shutil
+    import subprocess
+
+    import rasterio
+
+    ds = gs.open_survey(store)
+    dx = float(ds.x[1] - ds.x[0])
+    left, top = float(ds.x[0]) - dx / 2, float(ds.y[0]) + dx / 2
+    gridded = [v for v in ds.data_vars if {schema.X, schema.Y} <= set(ds[v].dims)]
+    assert gridded
+    for v in gridded:
+        band = ":0" if ds[v].ndim == 3 else ""
+        with rasterio.open(f'ZARR:"{store}":/{v}') as src:
+            assert src.crs == ds.rio.crs, v
+            assert (src.bounds.left, src.bounds.top) == pytest.approx((left, top)), v
+        if shutil.which("gdalinfo") is None:
+            continue
+        info = json.loads(subprocess.run(
+            ["gdalinfo", "-json", f'ZARR:"{store}":/{v}{band}'], check=True,
+            capture_output=True, text=True).stdout)
+        ul = info["cornerCoordinates"]["upperLeft"]
+        assert ul == pytest.approx([left, top]), v
+        if "wgs84Extent" in info:  # a CRS it applies: then it must place the map right
+            from pyproj import Transformer
+
+            lon, lat = Transformer.from_crs(ds.rio.crs, "EPSG:4326",
+                                            always_xy=True).transform(left, top)
+            assert info["wgs84Extent"]["coordinates"][0][0] == pytest.approx([lon, lat],
+                                                                             abs=1e-6), v
 
 
 def _gdal_bin_upper_left(path) -> tuple[float, float] | None:

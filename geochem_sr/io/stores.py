@@ -1,7 +1,8 @@
 """Survey and prediction Zarr stores: written atomically, checked and opened with their CRS.
 
-Stores are Zarr format 2 by default so that GDAL opens them, with CF ``grid_mapping`` and
-GDAL's ``_CRS`` attribute on every array and NaN ``_FillValue`` (``lithology``: -1).
+Stores are Zarr format 2 by default so that GDAL opens them, with the CF ``grid_mapping``
+on every array (no GDAL ``_CRS``: :func:`gis_attrs`) and NaN ``_FillValue`` (``lithology``:
+-1).
 
 * **Atomic writes.** A store is written to a hidden temporary sibling
   (``.<name>.tmp-<id>``); an existing store is first renamed aside (``.<name>.old-<id>``),
@@ -54,16 +55,19 @@ _SIBLING_RE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-[0-9a-f]{8}$")
 
 
 def gis_attrs(ds: xr.Dataset) -> xr.Dataset:
-    """Add CF grid_mapping and GDAL's ``_CRS`` to every gridded variable."""
-    crs = ds.rio.crs
-    wkt = crs.to_wkt() if crs is not None else None
+    """Add the CF ``grid_mapping`` to every gridded variable (and no GDAL ``_CRS``).
+
+    GDAL 3.8+ (rasterio's) reads the CRS from the CF grid mapping. GDAL 3.6 (Debian 12's
+    ``gdal-bin`` and QGIS) swaps the CRS axes of a Zarr array that carries ``_CRS`` and puts
+    the map in the wrong hemisphere; without it, it places the grid right and shows no CRS.
+    GeoTIFFs (``geochem-sr export``) carry their CRS for every GDAL.
+    """
     out = ds.copy()
     for name, var in out.data_vars.items():
         if schema.X in var.dims and schema.Y in var.dims:
             var.encoding.pop("grid_mapping", None)
             var.attrs["grid_mapping"] = schema.SPATIAL_REF
-            if wkt:
-                var.attrs["_CRS"] = {"wkt": wkt}
+            var.attrs.pop("_CRS", None)
             if np.issubdtype(var.dtype, np.floating):
                 var.encoding["_FillValue"] = np.nan
             elif name == schema.LITHOLOGY:
