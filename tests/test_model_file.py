@@ -535,3 +535,23 @@ def test_identity_of_metadata_already_built_is_the_identity(model):
     meta = model.metadata()
     assert model.identity(meta) == model.identity()
     assert meta == model.metadata()  # not changed
+
+
+def test_summary_says_where_its_scores_come_from_and_flags_harm(model):
+    """Before calibration the table is the validation blocks'; after, the test blocks',
+    and an element made worse than the sparse map is flagged on its line."""
+    import copy
+    import dataclasses
+
+    assert "scores on the validation blocks" in model.summary()
+    validation = copy.deepcopy(model.validation)
+    validation["calibration"] = {"measured_on": "test blocks"}
+    el = model.elements[0]
+    validation["per_element"][el]["gain"] = -0.05
+    worse = dataclasses.replace(model, validation=validation)
+    text = worse.summary()
+    assert "scores on the test blocks (never trained on, not used for calibration)" in text
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith(el))
+    assert line.endswith("<- worse than the sparse map")
+    for ln in (ln for ln in text.splitlines() if "<- worse" in ln):  # only the worse ones
+        assert validation["per_element"][ln.split()[0]]["gain"] < -0.01
