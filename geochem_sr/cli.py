@@ -78,12 +78,50 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
     import geochem_sr as gs
+    from geochem_sr import schema
+    from geochem_sr.metrics import evaluate
 
     pred = gs.open_survey(args.prediction)
     ds = gs.open_survey(args.survey) if args.survey else pred
-    table = ds.geosr.evaluate(pred)
-    print(table.to_string())
+    if schema.HR_PRED not in pred or schema.HR not in ds or schema.LR not in ds:
+        raise GeoSRError("evaluate: expected hr_pred in the prediction and lr, hr in the "
+                         "survey (pass --survey SURVEY.zarr)")
+    windows, where = None, ("the whole area where both maps exist (pass --model MODEL to "
+                            "score the model's held-out test blocks only)")
+    if args.model:
+        from geochem_sr.models import GeoSRModel
+        from geochem_sr.sampling import ROLE_TEST, describe_gap, patch_index
+        from geochem_sr.trust import training_roles
+
+        model = GeoSRModel.load(args.model)
+        roles = training_roles(ds, model)
+        p = int(model.patch_size)
+        valid = np.asarray(ds[schema.HR].notnull().any(schema.ELEMENT).values)
+        windows = patch_index(np.asarray(roles.values) == ROLE_TEST, p, max(1, p // 2), 0.5,
+                              valid)
+        if not windows:
+            raise GeoSRError("evaluate: the model's test blocks hold no window with the dense "
+                             "map; evaluate without --model")
+        where = (f"the model's held-out test blocks ({len(windows)} windows of {p} cells; "
+                 f"{describe_gap(roles.attrs)})")
+    cols = ["psnr_avg", "ssim_avg", "rmse_log10", "iou95"]
+    sparse = evaluate(ds, ds[schema.LR], windows=windows)[cols]
+    predicted = evaluate(ds, pred[schema.HR_PRED], windows=windows)[cols]
+    table = pd.concat({"sparse map": sparse, "prediction": predicted}, axis=1)
+    table[("", "gain")] = 1 - predicted["rmse_log10"] / sparse["rmse_log10"]
+    print(f"Scores against the dense map on {where}.")
+    print("gain = 1 - RMSE(prediction) / RMSE(sparse map), log10; PSNR/SSIM averaged over "
+          "windows on log10 maps; iou95 = overlap of the cells above the dense map's 95th "
+          "percentile")
+    with pd.option_context("display.width", 160, "display.float_format", "{:.4f}".format):
+        print(table.to_string())
+    worse = [str(e) for e, g in table[("", "gain")].items() if e != "mean" and g < -0.01]
+    if worse:
+        print(f"worse than the sparse map here: {', '.join(worse)}")
     return 0
 
 
@@ -184,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", **fmt, help="PSNR/SSIM/RMSE/IoU of a prediction against hr")
     e.add_argument("prediction", help="prediction .zarr")
-    e.add_argument("--survey", help="survey .zarr holding hr (default: the prediction store)")
+    e.add_argument("--survey", help="survey .zarr holding lr and hr (default: the prediction "
+                                    "store)")
+    e.add_argument("--model", help="model file: score only its held-out test blocks")
     e.set_defaults(func=_cmd_evaluate)
 
     o = sub.add_parser("export", **fmt,

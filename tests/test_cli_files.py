@@ -89,7 +89,11 @@ def test_train_predict_evaluate_on_partial_geology(built, files, capsys):
     assert not p[schema.AOA].values[no_unit].any()
     assert p[schema.AOA].values[~no_unit].mean() > 0.5
     assert main(["evaluate", str(pred), "--survey", str(built)]) == 0
-    assert "rmse" in capsys.readouterr().out
+    whole = capsys.readouterr().out
+    assert "whole area" in whole and "sparse map" in whole and "gain" in whole
+    assert main(["evaluate", str(pred), "--survey", str(built), "--model", str(model)]) == 0
+    held = capsys.readouterr().out
+    assert "the model's held-out test blocks" in held and "rmse_log10" in held
     _exports_cloud_optimized_geotiffs(pred, files, p, capsys)
     for store in (built, pred):
         _every_layer_lands_where_it_belongs(store)
