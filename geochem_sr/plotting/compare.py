@@ -83,9 +83,10 @@ def compare_maps(ds: xr.Dataset, elements: Sequence[str],
         if error:
             p, h = data[pred], data[schema.HR]
             err = np.log10(p.where(p > 0)) - np.log10(h.where(h > 0))
-            setup_axes(row[-1], crs, f"{el} — error")
+            setup_axes(row[-1], crs, f"{el} — {LABELS.get(pred, pred)} / dense")
             add_legend(row[-1], draw_array(row[-1], err, "error", "diverging", names={}, vmin=None,
-                                   unit=f"log10({pred}) − log10(hr)", vmax=None, cmap=None,
+                                   unit="log10 of the ratio",
+                                   vmax=None, cmap=None,
                                    add_colorbar=True))
     for ax in axes[:-1].ravel():
         ax.set_xlabel("")
