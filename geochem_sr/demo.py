@@ -89,8 +89,12 @@ def run_demo(
     }, names=["method"])
     scores.to_csv(out / "scores.csv")
     print(scores[["psnr_avg", "ssim_avg", "rmse_log10", "iou95"]].round(4).to_string())
-    merged = ds[[schema.LR, schema.HR]].geosr.with_prediction(pred[[schema.HR_PRED]])
-    fig = merged.geosr.compare(list(elements_to_plot))
+    from geochem_sr.trust import training_roles
+
+    keep = [v for v in (schema.LR, schema.HR, "lr_sites") if v in ds.data_vars]
+    shown = [v for v in (schema.HR_PRED, schema.HR_PRED_STD, schema.AOA) if v in pred.data_vars]
+    merged = ds[keep].geosr.with_prediction(pred[shown])
+    fig = merged.geosr.compare(list(elements_to_plot), roles=training_roles(ds, net))
     kept = [e for e in net.elements if net.shrinkage_of(e) > 0]
     fig.suptitle(
         f"geochem_sr demo: a {net.network_name} trained on the synthetic region's training "

@@ -179,12 +179,13 @@ def test_compare_maps_shares_the_scale_per_row(tmp_path):
     ds = make_ds()
     fig = plotting.compare_maps(ds, ["Au", "Cu"])
     axes = [a for a in fig.axes if a.images]
-    assert len(axes) == 8  # 2 rows x (3 variables + error)
-    for row in (axes[:4], axes[4:]):
+    assert len(axes) == 10  # 2 rows x (3 variables + error + uncertainty: hr_pred_std is there)
+    for row in (axes[:5], axes[5:]):
         norms = [a.images[0].norm for a in row[:3]]
         assert all(isinstance(n, LogNorm) for n in norms)
         assert len({(n.vmin, n.vmax) for n in norms}) == 1
         assert isinstance(row[3].images[0].norm, TwoSlopeNorm)
+        assert "uncertainty" in row[4].get_title()
     joint = np.concatenate([ds[v].sel(element="Au").values.ravel()
                             for v in ("lr", "hr_pred", "hr")])
     lo, hi = np.nanpercentile(joint, [2, 98])
@@ -255,3 +256,24 @@ def test_png_output(tmp_path):
     out = tmp_path / "maps.png"
     fig.savefig(out, dpi=60)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_maps_shows_sites_blocks_and_the_area_of_applicability():
+    """What the dataset holds is drawn: sparse sites on the sparse map, cells outside the
+    area of applicability hatched on the prediction, validation and test blocks outlined
+    on the dense map, each named in a legend."""
+    ds = make_ds()
+    ny, nx = ds.sizes["y"], ds.sizes["x"]
+    sites = np.zeros((ny, nx), np.int16)
+    sites[::7, ::7] = 1
+    aoa = np.ones((ny, nx), bool)
+    aoa[:, : nx // 4] = False
+    roles = np.ones((ny, nx), np.int8)
+    roles[: ny // 2, nx // 2:] = 2
+    roles[ny // 2:, nx // 2:] = 3
+    grid = {"y": ds.y, "x": ds.x}
+    ds = ds.assign(lr_sites=(("y", "x"), sites), aoa=(("y", "x"), aoa))
+    fig = plotting.compare_maps(ds, ["Au"], roles=xr.DataArray(roles, dims=("y", "x"),
+                                                                coords=grid))
+    labels = {t.get_text() for a in fig.axes if a.get_legend() for t in a.get_legend().texts}
+    assert {"sparse sites", "outside area", "validation blocks", "test blocks"} <= labels
