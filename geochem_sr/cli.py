@@ -159,10 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", **fmt, help="whole pipeline on the built-in synthetic region")
     d.add_argument("--out", default="demo_output", help="output folder (Zarr + PNG)")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--epochs", type=int, default=30)
-    d.add_argument("--size-km", type=float, default=12.8)
-    d.add_argument("--network", default="multilevel_unet")
+    d.add_argument("--seed", type=int, default=0, help="seed of the region, split and training")
+    d.add_argument("--epochs", type=int, default=30, help="maximum training epochs")
+    d.add_argument("--size-km", type=float, default=12.8, help="side of the synthetic region")
+    d.add_argument("--network", default="multilevel_unet", help="network to train")
     d.set_defaults(func=_cmd_demo)
 
     b = sub.add_parser("build", **fmt, help="samples + DEM + geology -> survey Zarr")
@@ -186,26 +186,32 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--censored", choices=["half", "dl", "nan"], default="half",
                    help="value given to '<DL' entries: DL/2, DL, or missing")
     b.add_argument("--cell-size", type=float, default=50.0, help="grid cell size in metres")
-    b.add_argument("--method", choices=["kriging", "idw"], default="kriging")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--method", choices=["kriging", "idw"], default="kriging",
+                   help="gridding of both surveys")
+    b.add_argument("--seed", type=int, default=0,
+                   help="seed of the synthetic region and of the geology embedding")
     b.add_argument("--overwrite", action="store_true", help="replace an existing store")
     b.set_defaults(func=_cmd_build)
 
     t = sub.add_parser("train", **fmt, help="train a model on a survey Zarr")
     t.add_argument("survey", help="input survey .zarr (with lr and hr)")
-    t.add_argument("--model-out", default="model.pt")
+    t.add_argument("--model-out", default="model.pt", help="model file to write")
     t.add_argument("--network", default="multilevel_unet",
-                   choices=["multilevel_unet", "unet", "vdsr", "srcnn"])
+                   choices=["multilevel_unet", "unet", "vdsr", "srcnn"],
+                   help="network (the paper's four)")
     t.add_argument("--inputs", default="auto",
                    help="input set, e.g. geochem+terrain+geology; auto: all the survey provides")
-    t.add_argument("--epochs", type=int, default=50)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=int, default=50,
+                   help="maximum epochs (early stopping on the validation blocks)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the block split and training")
     t.add_argument("--checkpoint", help="checkpoint file: resume from it if present")
     t.add_argument("--ensemble", type=int, default=1,
                    help="train N networks (seeds seed..seed+N-1) and average them")
     t.add_argument("--no-calibrate", dest="calibrate", action="store_false",
-                   help="skip do-no-harm shrinkage and uncertainty calibration")
-    t.set_defaults(func=_cmd_train)
+                   default=argparse.SUPPRESS,
+                   help="skip do-no-harm shrinkage and uncertainty calibration (calibrated "
+                        "unless given)")
+    t.set_defaults(func=_cmd_train, calibrate=True)
 
     r = sub.add_parser("predict", **fmt, help="super-resolve a survey Zarr into a prediction Zarr")
     r.add_argument("survey", help="input survey .zarr")
@@ -214,8 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = r.add_mutually_exclusive_group()
     g.add_argument("--scheduler", help="dask.distributed scheduler address (tcp://...)")
     g.add_argument("--workers", type=int, help="start a local cluster with N workers")
-    r.add_argument("--tile", type=int, default=512)
-    r.add_argument("--no-uncertainty", action="store_true")
+    r.add_argument("--tile", type=int, default=512, help="tile side in cells (one task each)")
+    r.add_argument("--no-uncertainty", action="store_true",
+                   help="skip hr_pred_std and the area of applicability (8x faster)")
     r.add_argument("--overwrite", action="store_true",
                    help="start a new store instead of resuming an interrupted one")
     r.set_defaults(func=_cmd_predict)
@@ -240,9 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     o.set_defaults(func=_cmd_export)
 
     x = sub.add_parser("experiment", **fmt, help="the paper's Table 6 + classical baselines")
-    x.add_argument("--profile", choices=["cpu", "gpu", "smoke"], default="cpu")
-    x.add_argument("--out", default="benchmarks/results")
-    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--profile", choices=["cpu", "gpu", "smoke"], default="cpu",
+                   help="cpu: about an hour on 2 cores; gpu: the paper's 1000 epochs; "
+                        "smoke: a layout check")
+    x.add_argument("--out", default="benchmarks/results", help="folder of the results")
+    x.add_argument("--seed", type=int, default=0, help="seed of the region, split and networks")
     x.set_defaults(func=_cmd_experiment)
     return p
 

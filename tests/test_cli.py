@@ -100,3 +100,23 @@ def test_predict_with_bad_model_file(demo_dir, tmp_path, capsys):
     assert main(["predict", str(demo_dir / "survey.zarr"), str(out), "--model", str(bad)]) == 2
     assert "model file" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_every_option_says_what_it_does_and_its_default():
+    """`--help` of every command: each option has a help text, and each option with a
+    default shows it (argparse's ArgumentDefaultsHelpFormatter)."""
+    import argparse
+
+    from geochem_sr.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, cmd in sub.choices.items():
+        text = cmd.format_help()
+        for action in cmd._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            assert action.help, f"{name} {action.option_strings}: no help text"
+            if action.default not in (None, argparse.SUPPRESS, False):
+                assert f"(default: {action.default})" in " ".join(text.split()), (
+                    name, action.option_strings)
