@@ -78,7 +78,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
     import pandas as pd
 
     import geochem_sr as gs
@@ -94,20 +93,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                             "score the model's held-out test blocks only)")
     if args.model:
         from geochem_sr.models import GeoSRModel
-        from geochem_sr.sampling import ROLE_TEST, describe_gap, patch_index
-        from geochem_sr.trust import training_roles
+        from geochem_sr.sampling import describe_gap
+        from geochem_sr.trust.roles import held_out_windows
 
         model = GeoSRModel.load(args.model)
-        roles = training_roles(ds, model)
-        p = int(model.patch_size)
-        valid = np.asarray(ds[schema.HR].notnull().any(schema.ELEMENT).values)
-        windows = patch_index(np.asarray(roles.values) == ROLE_TEST, p, max(1, p // 2), 0.5,
-                              valid)
+        windows = held_out_windows(ds, model)
         if not windows:
             raise GeoSRError("evaluate: the model's test blocks hold no window with the dense "
                              "map; evaluate without --model")
-        where = (f"the model's held-out test blocks ({len(windows)} windows of {p} cells; "
-                 f"{describe_gap(roles.attrs)})")
+        where = (f"the model's held-out test blocks ({len(windows)} windows of "
+                 f"{model.patch_size} cells; {describe_gap(model.training.split or {})})")
     cols = ["psnr_avg", "ssim_avg", "rmse_log10", "iou95"]
     sparse = evaluate(ds, ds[schema.LR], windows=windows)[cols]
     predicted = evaluate(ds, pred[schema.HR_PRED], windows=windows)[cols]

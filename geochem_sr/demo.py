@@ -80,9 +80,9 @@ def run_demo(
     # scores on the held-out test blocks only, for the prediction and the sparse map
     import pandas as pd
 
-    from geochem_sr.sampling import prepare_training_data
+    from geochem_sr.trust.roles import held_out_windows
 
-    test = prepare_training_data(ds, net.inputs, elements=net.elements, seed=seed).test_windows
+    test = held_out_windows(ds, net)
     scores = pd.concat({
         "super-resolved": ds.geosr.evaluate(pred, windows=test),
         "sparse map": ds.geosr.evaluate(ds[schema.LR], windows=test),

@@ -141,22 +141,10 @@ def _training_data(ds: xr.Dataset, profile: Profile, seed: int) -> dict[str, Tra
 
 
 def _split_summary(data: TrainingData) -> dict[str, Any]:
-    """Cells and patches per role, block size, gap and seed of the shared split."""
-    from geochem_sr.sampling import ROLE_NAMES, describe_gap
+    """The shared split's record, and what its gap guarantees in words."""
+    from geochem_sr.sampling import describe_gap
 
-    codes = np.asarray(data.roles.values)
-    attrs = data.roles.attrs
-    return {
-        "cells": {ROLE_NAMES[c]: int((codes == c).sum()) for c in (1, 2, 3)},
-        "patches": {"train": len(data.train_windows), "val": len(data.val_windows),
-                    "test": len(data.test_windows)},
-        "block_size_cells": list(data.roles.attrs.get("block_size_cells", [])),
-        "gap_cells": int(data.roles.attrs.get("gap_cells", 0)),
-        "seed": int(data.roles.attrs.get("seed", 0)),
-        **({"leakage_gap_cells": int(attrs["leakage_gap_cells"]),
-            "hr_reach_m": float(attrs["hr_reach_m"])} if "leakage_gap_cells" in attrs else {}),
-        "held_out": describe_gap(attrs),
-    }
+    return {**data.split_summary(), "held_out": describe_gap(data.roles.attrs)}
 
 
 def run_experiment(

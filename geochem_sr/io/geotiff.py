@@ -33,7 +33,7 @@ def _band_names(da: xr.DataArray, ds: xr.Dataset) -> list[str]:
     if schema.ELEMENT in da.dims:
         elements = [str(e) for e in da[schema.ELEMENT].values]
         units = [str(u) for u in ds[schema.ELEMENT_UNITS].values] \
-            if schema.ELEMENT_UNITS in ds.coords or schema.ELEMENT_UNITS in ds else []
+            if schema.ELEMENT_UNITS in ds.variables else []
         if unit and unit != "see element_units":
             units = [str(unit)] * len(elements)
         return [f"{e} ({u})" if u else e for e, u in zip(elements, units or [""] * len(elements),

@@ -7,6 +7,7 @@ normalisation on the training blocks only, lays the windows of each role and wra
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,11 +26,13 @@ from geochem_sr.features import (
     stack_inputs,
     target_residual,
 )
+from geochem_sr.jsonable import to_jsonable
 from geochem_sr.sampling.blocks import (
     ROLE_NAMES,
     ROLE_TEST,
     ROLE_TRAIN,
     ROLE_VAL,
+    SPLIT_ATTRS,
     BlockSplitter,
     leakage_gap,
 )
@@ -66,6 +69,21 @@ class TrainingData:
     offset: tuple[int, int] = (0, 0)
     patch_size: int = 32
     splitter: BlockSplitter | None = field(default=None, repr=False)
+
+    def split_summary(self) -> dict[str, Any]:
+        """Cells and patches per role, the split's attributes (:data:`SPLIT_ATTRS`: block
+        size, gap, the leakage gap the dense map asks for, seed) and the role fractions;
+        JSON-serialisable (what a model file records as ``training.split``)."""
+        codes = np.asarray(self.roles.values)
+        summary: dict[str, Any] = {
+            "cells": {ROLE_NAMES[c]: int((codes == c).sum()) for c in range(1, len(ROLE_NAMES))},
+            "patches": {"train": len(self.train_windows), "val": len(self.val_windows),
+                        "test": len(self.test_windows)},
+            **{k: self.roles.attrs[k] for k in SPLIT_ATTRS if k in self.roles.attrs},
+        }
+        if self.splitter is not None:
+            summary["fractions"] = list(self.splitter.fractions)
+        return json.loads(json.dumps(summary, default=to_jsonable))
 
 
 def prepare_training_data(

@@ -8,7 +8,6 @@ cells, for single networks and ensembles alike.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -17,7 +16,6 @@ import numpy as np
 
 from geochem_sr import schema
 from geochem_sr.errors import DataError
-from geochem_sr.jsonable import to_jsonable
 from geochem_sr.sampling import windows_bbox
 
 __all__ = ["TrainingParts", "report_on_windows", "target_rms", "augmentation"]
@@ -63,24 +61,8 @@ class TrainingParts:
             )
 
     def split_summary(self) -> dict[str, Any]:
-        """Cells and patches per role, block size, gap (and the leakage gap the dense map
-        needs), seed and fractions: JSON-serialisable."""
-        from geochem_sr.sampling import ROLE_NAMES, SPLIT_ATTRS
-
-        roles = self.data.roles
-        codes = np.asarray(roles.values)
-        summary: dict[str, Any] = {
-            "cells": {ROLE_NAMES[c]: int((codes == c).sum()) for c in range(1, len(ROLE_NAMES))},
-            "patches": {"train": len(self.data.train_windows),
-                        "val": len(self.data.val_windows),
-                        "test": len(self.data.test_windows)},
-        }
-        for key in SPLIT_ATTRS:
-            if key in roles.attrs:
-                summary[key] = roles.attrs[key]
-        if self.data.splitter is not None:
-            summary["fractions"] = list(self.data.splitter.fractions)
-        return json.loads(json.dumps(summary, default=to_jsonable))
+        """The split's record (:meth:`geochem_sr.sampling.TrainingData.split_summary`)."""
+        return self.data.split_summary()
 
 
 @contextlib.contextmanager

@@ -22,10 +22,11 @@ from geochem_sr.sampling import (
     BlockSplitter,
     default_block_size,
     leakage_gap,
+    patch_index,
 )
 
-__all__ = ["RolesSplitter", "block_ids", "default_blocks", "evidence_blocks", "roles_array",
-           "training_roles"]
+__all__ = ["RolesSplitter", "block_ids", "default_blocks", "evidence_blocks", "held_out_windows",
+           "roles_array", "training_roles"]
 
 
 class RolesSplitter:
@@ -240,6 +241,21 @@ def training_roles(ds: xr.Dataset, model: GeoSRModel, seed: int | None = None) -
                 "trained on? Pass roles= explicitly"
             )
     return roles
+
+
+def held_out_windows(ds: xr.Dataset, model: GeoSRModel, seed: int | None = None) -> list:
+    """Patch windows over the model's test blocks where the dense map exists, to score a
+    prediction on ground training and calibration never saw.
+
+    Windows of ``model.patch_size`` cells every half patch, each at least half covered by
+    the dense map (:func:`geochem_sr.sampling.patch_index`), on the roles of
+    :func:`training_roles`.
+    """
+    p = int(model.patch_size)
+    roles = training_roles(ds, model, seed)
+    valid = np.asarray(ds[schema.HR].notnull().any(schema.ELEMENT)
+                       .transpose(schema.Y, schema.X).values)
+    return patch_index(np.asarray(roles.values) == ROLE_TEST, p, max(1, p // 2), 0.5, valid)
 
 
 def roles_array(ds: xr.Dataset, model: GeoSRModel, seed: int | None, roles: Any
