@@ -54,6 +54,12 @@ def main() -> int:
     p.add_argument("--block", type=int, default=None,
                    help="block side in cells (default: cross_validate's, from the gap); "
                         "results go to cv_synthetic[_gap<N>]_block<B>.md when given")
+    p.add_argument("--margin", type=int, default=None,
+                   help="cells of input context around each training patch (default: "
+                        "train()'s)")
+    p.add_argument("--tag", default="",
+                   help="suffix of the results files (cv_synthetic<tag>.md), to keep runs "
+                        "with other settings beside the default one")
     args = p.parse_args()
     import torch
 
@@ -72,7 +78,8 @@ def main() -> int:
         rep = cross_validate(ds, "multilevel_unet", "auto", folds=FOLDS, seed=args.seed,
                              epochs=args.epochs, patience=20, learning_rate=3e-4,
                              ensemble=args.ensemble, network_kwargs={"base_channels": BASE},
-                             gap=args.gap, block_size=args.block)
+                             gap=args.gap, block_size=args.block,
+                             **({} if args.margin is None else {"margin": args.margin}))
     wall = time.perf_counter() - t0
     per = rep.per_element.drop("mean", errors="ignore")
     checks = criteria(per)
@@ -83,11 +90,12 @@ def main() -> int:
         print(f"{'PASS' if ok else 'FAIL'}  {c}")
     RESULTS.mkdir(exist_ok=True)
     stem = RESULTS / ("cv_synthetic" + ("" if args.gap is None else f"_gap{args.gap}")
-                      + ("" if args.block is None else f"_block{args.block}"))
+                      + ("" if args.block is None else f"_block{args.block}") + args.tag)
     s = rep.settings
     held_out = describe_gap({**s, "gap_cells": s["gap"]})
     print(held_out)
     record = {"seed": args.seed, "ensemble": args.ensemble, "epochs": args.epochs,
+              "margin": args.margin,
               "size_km": args.size_km, "wall_s": round(wall, 1), "gap_cells": s["gap"],
               "block_size_cells": s["block_size_cells"],
               "leakage_gap_cells": s.get("leakage_gap_cells"), "held_out": held_out,
@@ -101,6 +109,7 @@ def main() -> int:
         f"--epochs {args.epochs} --size-km {args.size_km:g}"
         + ("" if args.gap is None else f" --gap {args.gap}")
         + ("" if args.block is None else f" --block {args.block}")
+        + ("" if args.margin is None else f" --margin {args.margin}")
         + f"` ({wall / 60:.1f} min on one CPU thread). Spatial {FOLDS}-fold block CV on a "
         f"{args.size_km:g} km region, blocks {s['block_size_cells'][0]} cells, multi-level "
         f"U-Net base {BASE}, inputs auto, gains after the fold's do-no-harm calibration; "

@@ -7,6 +7,7 @@ windows, with test-time augmentation (the 8 rotations/mirrors) when asked.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 import threading
@@ -28,6 +29,7 @@ __all__ = [
     "in_dask_worker",
     "network",
     "predict_whole",
+    "spread_source",
 ]
 
 #: Largest number of cells run through the network in one forward (memory bound).
@@ -62,6 +64,14 @@ def device_of(device: Any) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def spread_source(model: GeoSRModel) -> str:
+    """Where the model's spread comes from: ``model.prediction.spread``, else
+    :data:`~geochem_sr.models.DEFAULT_SPREAD`."""
+    from geochem_sr.models import DEFAULT_SPREAD
+
+    return model.prediction.spread or DEFAULT_SPREAD
+
+
 def clear_cache() -> None:
     """Forget the networks built in this process (the next prediction builds them again)."""
     with _NETS_LOCK:
@@ -71,8 +81,10 @@ def clear_cache() -> None:
 def network(model: GeoSRModel, digest: str, device: str) -> Any:
     """The model's network in eval mode, built once per process, digest and device.
 
-    Inside a ``dask.distributed`` worker torch runs with 1 thread (the worker's threads are
-    the parallelism; ``GEOCHEM_SR_TORCH_THREADS`` changes that).
+    Inside a ``dask.distributed`` worker process torch runs with 1 thread (the worker's
+    threads are the parallelism; ``GEOCHEM_SR_TORCH_THREADS`` changes that). A worker
+    that is a thread of the caller's own process (``LocalCluster(processes=False)``)
+    leaves torch's thread count as the caller set it.
     """
     global _THREADS_SET
     key = (digest, device)
@@ -83,7 +95,7 @@ def network(model: GeoSRModel, digest: str, device: str) -> Any:
             return net
         import torch
 
-        if not _THREADS_SET and in_dask_worker():
+        if not _THREADS_SET and in_dask_worker() and multiprocessing.parent_process():
             torch.set_num_threads(max(1, int(os.environ.get("GEOCHEM_SR_TORCH_THREADS", 1))))
         _THREADS_SET = True
         net = model.build_network(device)
@@ -95,11 +107,14 @@ def network(model: GeoSRModel, digest: str, device: str) -> Any:
         return net
 
 
-def forward(net: Any, x: np.ndarray, device: str) -> np.ndarray:
+def forward(net: Any, x: np.ndarray, device: str, members: bool = False
+            ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Run the network on a batch ``(N, C, H, W)`` float32 -> ``(N, E, H, W)`` float32.
 
-    In a plain process forwards are serialised by a lock (each uses torch's own thread
-    pool); in a Dask worker they are not.
+    With ``members`` (an ensemble) the members are run one by one and ``(mean, spread)``
+    is returned: their mean, computed as the ensemble's own forward computes it, and
+    their standard deviation (ddof 0). In a plain process forwards are serialised by a
+    lock (each uses torch's own thread pool); in a Dask worker they are not.
     """
     import torch
 
@@ -108,7 +123,16 @@ def forward(net: Any, x: np.ndarray, device: str) -> np.ndarray:
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
         if device == "cpu":
             t = t.contiguous(memory_format=torch.channels_last)
-        return net(t).float().cpu().numpy()  # (channels-last strides; callers copy)
+        if not members:
+            return net(t).float().cpu().numpy()  # (channels-last strides; callers copy)
+        outs = [m(t).float() for m in net.members]
+        total = outs[0]
+        for o in outs[1:]:
+            total = total + o
+        mean = total / len(outs)
+        stacked = torch.stack([o.double() for o in outs])
+        spread = stacked.std(dim=0, correction=0).float()
+        return mean.cpu().numpy(), spread.cpu().numpy()
 
 
 class _NullLock:
@@ -131,7 +155,8 @@ class NetworkRun:
     device : str
         Torch device (:func:`device_of`).
     tta : bool
-        Test-time augmentation: the mean and spread over the 8 rotations/mirrors.
+        Also compute the spread behind ``hr_pred_std``, from where the model says
+        (:func:`spread_source`): an ensemble's members, or the 8 rotations/mirrors.
     batch_size : int or None
         Windows per forward; None: as many as :data:`MAX_BATCH_CELLS` cells allow.
     """
@@ -148,9 +173,11 @@ def predict_whole(
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
     """Predict zero-filled windows ``(C, h, w)``; yield ``(index, residual, spread)``.
 
-    Windows of the same shape are batched. With ``run.tta`` each window is predicted under
-    the 8 rotations/mirrors (aspect vector turned with the map), each prediction is turned
-    back, and the mean and the standard deviation (ddof 0) over the 8 are returned.
+    Windows of the same shape are batched. With ``run.tta`` and spread from
+    ``"orientations"`` each window is predicted under the 8 rotations/mirrors (aspect
+    vector turned with the map), each prediction is turned back, and the mean and the
+    standard deviation (ddof 0) over the 8 are returned; with ``"members"`` the ensemble's
+    mean (the same as without ``tta``) and its members' standard deviation.
     """
     from geochem_sr.features import N_AUGMENTATIONS, augment, inverse_augmentation
 
@@ -165,6 +192,11 @@ def predict_whole(
         for start in range(0, len(idx), n):
             part = idx[start:start + n]
             xb = np.stack([windows[i] for i in part])
+            if run.tta and spread_source(model) == "members":
+                mean_m, spread_m = forward(net, xb, device, members=True)
+                for j, i in enumerate(part):
+                    yield i, mean_m[j], spread_m[j]
+                continue
             if not run.tta:
                 yb = forward(net, xb, device)
                 for j, i in enumerate(part):

@@ -16,6 +16,8 @@ from geochem_sr.models.geometry import network_geometry
 from geochem_sr.models.records import (
     CONTEXTS,
     DEFAULT_CONTEXT,
+    DEFAULT_SPREAD,
+    SPREADS,
     PredictionSettings,
     TrainingRecord,
 )
@@ -39,5 +41,7 @@ __all__ = [
     "TrainingRecord",
     "CONTEXTS",
     "DEFAULT_CONTEXT",
+    "DEFAULT_SPREAD",
+    "SPREADS",
     *_LAZY,
 ]

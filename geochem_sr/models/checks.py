@@ -16,7 +16,7 @@ import numpy as np
 from geochem_sr import schema
 from geochem_sr.checks import is_integer, is_number
 from geochem_sr.errors import ModelFileError, ParameterError
-from geochem_sr.models.records import CONTEXTS, PredictionSettings, TrainingRecord
+from geochem_sr.models.records import CONTEXTS, SPREADS, PredictionSettings, TrainingRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -176,6 +176,11 @@ def _check_records(model: GeoSRModel, elements: list[str], where: str) -> None:
         raise _fail(where, "prediction", "PredictionSettings", settings)
     if settings.context is not None and settings.context not in CONTEXTS:
         raise _fail(where, "prediction.context", f"one of {CONTEXTS}", settings.context)
+    if settings.spread is not None and settings.spread not in SPREADS:
+        raise _fail(where, "prediction.spread", f"one of {SPREADS}", settings.spread)
+    if settings.spread == "members" and model.network_name != "ensemble":
+        raise _fail(where, "prediction.spread", "'orientations' for a single network "
+                    "('members' needs an ensemble)", settings.spread)
     if settings.std_floor is not None:
         floors = _per_element(where, "prediction.std_floor", settings.std_floor, elements)
         for el, f in floors.items():

@@ -14,6 +14,8 @@ from typing import Any
 __all__ = [
     "CONTEXTS",
     "DEFAULT_CONTEXT",
+    "DEFAULT_SPREAD",
+    "SPREADS",
     "PredictionSettings",
     "TrainingRecord",
     "split_extra",
@@ -25,6 +27,14 @@ __all__ = [
 CONTEXTS: tuple[str, ...] = ("patch", "tile")
 #: The context of a model whose :attr:`PredictionSettings.context` is None.
 DEFAULT_CONTEXT = "patch"
+#: Where the spread behind ``hr_pred_std`` comes from: ``"members"``, the standard
+#: deviation of an ensemble's members (free: their mean is the prediction);
+#: ``"orientations"``, that of the network over the 8 rotations/mirrors of the map (8
+#: forwards per cell).
+SPREADS: tuple[str, ...] = ("members", "orientations")
+#: The spread of a model whose :attr:`PredictionSettings.spread` is None (files written
+#: before the setting existed were calibrated on it).
+DEFAULT_SPREAD = "orientations"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,10 +48,15 @@ class PredictionSettings:
     std_floor : dict of str -> float, optional
         Per element, the least predictive standard deviation (log10), written by
         calibration (:func:`geochem_sr.trust.calibrate`); None when not calibrated.
+    spread : {"members", "orientations"} or None
+        Where the spread behind ``hr_pred_std`` comes from (:data:`SPREADS`); None:
+        :data:`DEFAULT_SPREAD`. ``"members"`` needs an ensemble. Calibration scales the
+        spread it finds here, so change it before calibrating, not after.
     """
 
     context: str | None = None
     std_floor: dict[str, float] | None = None
+    spread: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +78,8 @@ class TrainingRecord:
         The spatial split: cells and patches per role, block size, gap, seed, fractions.
     stride : int, optional
         Step between training patches, in cells.
+    margin : int, optional
+        Cells of input context around every training patch (0: none).
     loss : str, optional
         Training loss name.
     batch_size : int, optional
@@ -80,6 +97,7 @@ class TrainingRecord:
     stopped_early: bool | None = None
     split: dict[str, Any] | None = None
     stride: int | None = None
+    margin: int | None = None
     loss: str | None = None
     batch_size: int | None = None
     device: str | None = None
@@ -98,9 +116,9 @@ def split_extra(extra: Mapping[str, Any] | None
     Parameters
     ----------
     extra : mapping or None
-        Keys ``context`` and ``std_floor`` go to :class:`PredictionSettings`, the fields of
-        :class:`TrainingRecord` to it; any other key is a note. A key absent from ``extra``
-        leaves its field None.
+        Keys ``context``, ``std_floor`` and ``spread`` go to :class:`PredictionSettings`,
+        the fields of :class:`TrainingRecord` to it; any other key is a note. A key absent
+        from ``extra`` leaves its field None.
 
     Returns
     -------

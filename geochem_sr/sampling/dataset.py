@@ -64,12 +64,18 @@ class PatchDataset(torch.utils.data.Dataset):
         The bounding box of all windows is loaded into memory once (one dask compute) on
         first use when it takes at most this many bytes; otherwise each window is read
         from the (dask) arrays when asked for.
+    margin : int, default 0
+        Cells of input context around each window: ``x`` covers the window widened by
+        ``margin`` on every side, ``y`` the window itself (the loss is computed on the
+        centre of the network's output). Beyond the ``inputs`` array the inputs are
+        reflected, as inference pads a region's border; pass inputs that reach ``margin``
+        cells past the windows wherever the grid does.
 
     Notes
     -----
-    An item is ``(x, y, mask)``: float32 tensors ``x (C, size, size)`` with NaN replaced by
-    0 (the channel mean after normalisation), ``y (E, size, size)`` with NaN kept, and the
-    bool ``mask`` of finite ``y``.
+    An item is ``(x, y, mask)``: float32 tensors ``x (C, size + 2 margin, size + 2 margin)``
+    with NaN replaced by 0 (the channel mean after normalisation), ``y (E, size, size)``
+    with NaN kept, and the bool ``mask`` of finite ``y``.
     """
 
     def __init__(
@@ -81,7 +87,10 @@ class PatchDataset(torch.utils.data.Dataset):
         seed: int = 0,
         offset: tuple[int, int] = (0, 0),
         max_bytes: int = DEFAULT_MAX_BYTES,
+        margin: int = 0,
     ) -> None:
+        if int(margin) < 0:
+            raise GridError(f"margin: expected a number of cells >= 0, found {margin!r}")
         if inputs.dims != (CHANNEL, schema.Y, schema.X):
             raise SchemaError(
                 f"inputs: expected dims ('{CHANNEL}', 'y', 'x'), found {inputs.dims}"
@@ -102,6 +111,7 @@ class PatchDataset(torch.utils.data.Dataset):
         self.epoch = 0
         self.offset = (int(offset[0]), int(offset[1]))
         self.max_bytes = int(max_bytes)
+        self.margin = int(margin)
         self._cache: tuple[np.ndarray, np.ndarray, tuple[int, int]] | None = None
         ny, nx = inputs.shape[1:]
         for rows, cols in self.windows:
@@ -131,29 +141,44 @@ class PatchDataset(torch.utils.data.Dataset):
         if self._cache is not None or not self.windows:
             return
         r0, r1, c0, c1 = windows_bbox(self.windows)
-        r0, r1 = r0 - self.offset[0], r1 - self.offset[0]
-        c0, c1 = c0 - self.offset[1], c1 - self.offset[1]
-        n = (self.inputs.shape[0] + self.target.shape[0]) * (r1 - r0) * (c1 - c0) * 4
+        m = self.margin
+        n = ((self.inputs.shape[0] + self.target.shape[0])
+             * (r1 - r0 + 2 * m) * (c1 - c0 + 2 * m) * 4)
         if n > self.max_bytes:
             return
-        isel = {schema.Y: slice(r0, r1), schema.X: slice(c0, c1)}
-        x, y = load_arrays([self.inputs.isel(isel), self.target.isel(isel)])
-        self._cache = (x.astype(np.float32, copy=False), y.astype(np.float32, copy=False),
-                       (r0 + self.offset[0], c0 + self.offset[1]))
+        x, y = self._read(r0, r1, c0, c1)
+        self._cache = (x, y, (r0, c0))
+
+    def _read(self, r0: int, r1: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs over grid rows ``r0 - margin:r1 + margin`` (columns alike), reflected
+        beyond the inputs array, and the target over ``r0:r1``, ``c0:c1`` (one compute)."""
+        oy, ox, m = self.offset[0], self.offset[1], self.margin
+        ny, nx = self.inputs.shape[1:]
+        a0, a1 = max(r0 - m - oy, 0), min(r1 + m - oy, ny)
+        b0, b1 = max(c0 - m - ox, 0), min(c1 + m - ox, nx)
+        x, y = load_arrays([
+            self.inputs.isel({schema.Y: slice(a0, a1), schema.X: slice(b0, b1)}),
+            self.target.isel({schema.Y: slice(r0 - oy, r1 - oy),
+                              schema.X: slice(c0 - ox, c1 - ox)}),
+        ])
+        x = x.astype(np.float32, copy=False)
+        pads = ((0, 0), (a0 - (r0 - m - oy), (r1 + m - oy) - a1),
+                (b0 - (c0 - m - ox), (c1 + m - ox) - b1))
+        if any(p for pair in pads for p in pair):
+            x = np.pad(x, pads, mode="reflect")
+        return x, y.astype(np.float32, copy=False)
 
     def _window(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         rows, cols = self.windows[index]
+        m = self.margin
         self.load()
         if self._cache is not None:
             x, y, (r0, c0) = self._cache
             rs = slice(rows.start - r0, rows.stop - r0)
             cs = slice(cols.start - c0, cols.stop - c0)
-            return x[:, rs, cs], y[:, rs, cs]
-        rs = slice(rows.start - self.offset[0], rows.stop - self.offset[0])
-        cs = slice(cols.start - self.offset[1], cols.stop - self.offset[1])
-        isel = {schema.Y: rs, schema.X: cs}
-        x, y = load_arrays([self.inputs.isel(isel), self.target.isel(isel)])
-        return x.astype(np.float32, copy=False), y.astype(np.float32, copy=False)
+            xs = slice(rs.start, rs.stop + 2 * m), slice(cs.start, cs.stop + 2 * m)
+            return x[:, xs[0], xs[1]], y[:, rs, cs]
+        return self._read(rows.start, rows.stop, cols.start, cols.stop)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, y = self._window(index)

@@ -96,6 +96,7 @@ def prepare_training_data(
     seed: int = 0,
     min_valid: float = 0.5,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    margin: int = 0,
 ) -> TrainingData:
     """Blocks, normalisation, windows and datasets in one call.
 
@@ -121,6 +122,10 @@ def prepare_training_data(
         Patches with a smaller share of known target cells are skipped.
     max_bytes : int, default 2 GiB
         The bounding box of the blocks is loaded into memory once when it fits.
+    margin : int, default 0
+        Cells of input context around every patch (:class:`PatchDataset`): the inputs are
+        kept ``margin`` cells beyond the blocks (reflected beyond the grid). Inputs only:
+        the target, hence every dense sample a patch learns from, stays inside its block.
 
     Returns
     -------
@@ -153,7 +158,10 @@ def prepare_training_data(
         roles, windows = _split_windows(ds, splitter, patch_size, stride, min_valid, valid)
     role = roles.values
     rows, cols = np.flatnonzero((role > 0).any(1)), np.flatnonzero((role > 0).any(0))
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    m = int(margin)
+    ny, nx = role.shape
+    r0, r1 = max(0, rows[0] - m), min(ny, rows[-1] + 1 + m)
+    c0, c1 = max(0, cols[0] - m), min(nx, cols[-1] + 1 + m)
     crop = {schema.Y: slice(r0, r1), schema.X: slice(c0, c1)}
     raw, target = raw.isel(crop), target.isel(crop)
     if (raw.shape[0] + target.shape[0]) * raw.shape[1] * raw.shape[2] * 4 <= max_bytes:
@@ -165,7 +173,7 @@ def prepare_training_data(
 
     def dataset(code: int, aug: bool) -> PatchDataset:
         return PatchDataset(norm, target, windows[code], augment=aug, seed=seed,
-                            offset=(int(r0), int(c0)), max_bytes=max_bytes)
+                            offset=(int(r0), int(c0)), max_bytes=max_bytes, margin=m)
 
     return TrainingData(
         inputs_set="+".join(groups),

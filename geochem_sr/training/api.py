@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from geochem_sr import schema
 from geochem_sr.errors import ParameterError
 from geochem_sr.jsonable import to_jsonable
-from geochem_sr.models import GeoSRModel, TrainingRecord
+from geochem_sr.models import GeoSRModel, PredictionSettings, TrainingRecord
 from geochem_sr.training.checkpoint import read_checkpoint, restore_run, setup_fingerprint
 from geochem_sr.training.config import TrainConfig
 from geochem_sr.training.data import TrainingParts, augmentation
@@ -126,7 +126,8 @@ def train(ds: xr.Dataset, network: str = DEFAULT_NETWORK, inputs: str = "auto", 
 
         data = prepare_training_data(ds, inputs, elements=config.elements,
                                      splitter=config.splitter, patch_size=config.patch_size,
-                                     stride=config.stride, seed=config.seed)
+                                     stride=config.stride, seed=config.seed,
+                                     margin=config.margin)
     parts = TrainingParts(data, config.stride)
     if config.ensemble == 1:
         return fit_network(ds, network, config, parts, callback)
@@ -185,7 +186,8 @@ def _assemble(ds: xr.Dataset, network: str, parts: TrainingParts, run: Run,
         )
     record = TrainingRecord(
         seed=int(config.seed), epochs_run=run.epoch, stopped_early=run.stopped_early,
-        split=parts.split_summary(), stride=parts.stride, loss=config.loss,
+        split=parts.split_summary(), stride=parts.stride, margin=parts.margin,
+        loss=config.loss,
         batch_size=int(config.batch_size), device=str(run.dev),
         target_scale_folded=dict(zip(parts.elements, run.scale_values, strict=True)))
     return GeoSRModel(
@@ -202,4 +204,5 @@ def _assemble(ds: xr.Dataset, network: str, parts: TrainingParts, run: Run,
         validation=report,
         history=copy.deepcopy(run.history),
         training=record,
+        prediction=PredictionSettings(context="tile" if parts.margin else None),
     )

@@ -41,7 +41,8 @@ def setup_fingerprint(network: str, parts: TrainingParts, net_kwargs: dict[str, 
 
     A checkpoint continues only a training with the same fingerprint. Its keys are those
     of the first checkpoints (``"lr"``: the learning rate, ``"model"``: the network), so
-    that they still resume; ``target_scale`` and ``weight_decay`` appear only when set.
+    that they still resume; ``target_scale``, ``weight_decay`` and ``margin`` appear only when
+    set.
     """
     setup = json.loads(json.dumps({
         "model": network, "model_kwargs": net_kwargs, "inputs": parts.inputs,
@@ -56,6 +57,8 @@ def setup_fingerprint(network: str, parts: TrainingParts, net_kwargs: dict[str, 
         setup["target_scale"] = config.target_scale
     if config.weight_decay:
         setup["weight_decay"] = float(config.weight_decay)
+    if parts.margin:
+        setup["margin"] = int(parts.margin)
     return setup
 
 

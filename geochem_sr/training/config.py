@@ -68,6 +68,13 @@ class TrainConfig:
         :func:`geochem_sr.sampling.prepare_training_data`).
     patch_size, stride : int, default 32, 16
         Patch size and step between patches, in cells.
+    margin : int, default 0
+        Cells of input context around every patch: the network sees the patch widened by
+        ``margin`` on every side and the loss is computed on the patch (the centre of its
+        output). A model trained with a margin predicts whole tiles
+        (``model.prediction.context = "tile"``), as its training taught it, instead of
+        patch-size sub-windows (``docs/notes/training.md``). ``patch_size + 2 * margin``
+        must be a multiple of the network's size multiple (16 for the U-Nets).
     augment : bool, default True
         Random rotations/flips of training patches (aspect turned consistently).
     seed : int, default 0
@@ -100,6 +107,7 @@ class TrainConfig:
     splitter: Any = None
     patch_size: int = 32
     stride: int = 16
+    margin: int = 0
     augment: bool = True
     seed: int = 0
     device: str | None = None
@@ -111,6 +119,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "lr_step", "patch_size", "stride", "ensemble"):
             check_positive_int(name, getattr(self, name))
+        if not (is_integer(self.margin) and self.margin >= 0):
+            raise ParameterError(f"margin: expected a number of cells >= 0, found "
+                                 f"{self.margin!r}")
         if self.patience is not None:
             check_positive_int("patience", self.patience, " or None")
         lr = self.learning_rate

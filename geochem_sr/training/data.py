@@ -18,7 +18,7 @@ from geochem_sr import schema
 from geochem_sr.errors import DataError
 from geochem_sr.sampling import windows_bbox
 
-__all__ = ["TrainingParts", "report_on_windows", "target_rms", "augmentation"]
+__all__ = ["TrainingParts", "report_on_windows", "target_rms", "augmentation", "centre"]
 
 
 class TrainingParts:
@@ -49,6 +49,7 @@ class TrainingParts:
         self.val = data.val
         self.patch_size = int(data.patch_size)
         self.stride = int(stride)
+        self.margin = int(getattr(data.train, "margin", 0))
         if len(self.train) == 0:
             raise DataError(
                 "training patches: expected at least one patch in the training blocks, found "
@@ -63,6 +64,13 @@ class TrainingParts:
     def split_summary(self) -> dict[str, Any]:
         """The split's record (:meth:`geochem_sr.sampling.TrainingData.split_summary`)."""
         return self.data.split_summary()
+
+
+def centre(out: Any, margin: int) -> Any:
+    """The centre of a network output ``(N, E, H, W)``: ``margin`` cells cut on every side."""
+    if not margin:
+        return out
+    return out[..., margin:out.shape[-2] - margin, margin:out.shape[-1] - margin]
 
 
 @contextlib.contextmanager

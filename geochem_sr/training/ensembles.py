@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from geochem_sr.training.data import augmentation, report_on_windows
+from geochem_sr.training.data import augmentation, centre, report_on_windows
 from geochem_sr.training.runtime import PREDICT_BATCH, predict_batched, prepared_network
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,7 +50,9 @@ def combine(members: list[GeoSRModel], parts: TrainingParts,
          "val_gain": {el: v["gain"] for el, v in m.validation["per_element"].items()}}
         for m in members])
     ens = dataclasses.replace(first, network_name="ensemble", network_config=config,
-                              state_dict=state, training=record)
+                              state_dict=state, training=record,
+                              prediction=dataclasses.replace(first.prediction,
+                                                             spread="members"))
     ens.validation = _windows_report(ens, parts, device, first.validation)
     return ens
 
@@ -66,7 +68,8 @@ def _windows_report(model: GeoSRModel, parts: TrainingParts, device: str | None,
     def predictions() -> Iterator[np.ndarray]:
         for start in range(0, n, PREDICT_BATCH):
             x = torch.stack([val[i][0] for i in range(start, min(start + PREDICT_BATCH, n))])
-            yield from predict_batched(net, torch.nan_to_num(x.float()), dev, fmt).double().numpy()
+            out = predict_batched(net, torch.nan_to_num(x.float()), dev, fmt)
+            yield from centre(out, parts.margin).double().numpy()
 
     with augmentation(val, False):
         per_element, (mse, mse_zero) = report_on_windows(parts, predictions())

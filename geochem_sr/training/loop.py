@@ -17,7 +17,7 @@ import numpy as np
 
 from geochem_sr.errors import ParameterError
 from geochem_sr.training.checkpoint import save_run
-from geochem_sr.training.data import report_on_windows, target_rms
+from geochem_sr.training.data import centre, report_on_windows, target_rms
 from geochem_sr.training.runtime import cpu_copy, memory_format, seed_all
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,6 +64,13 @@ class Run:
         seed_all(config.seed)
         net = get_model(network, in_channels=len(parts.channels),
                         out_channels=len(parts.elements), **net_kwargs)
+        side = parts.patch_size + 2 * parts.margin
+        multiple = int(getattr(net, "size_multiple", 1))
+        if side % multiple:
+            raise ParameterError(
+                f"margin: the network sees patches of {parts.patch_size} + 2 x {parts.margin} "
+                f"= {side} cells, which must be a multiple of {multiple} for {network}; "
+                f"choose a margin that makes it one")
         self.fmt = memory_format(dev, net)
         self.net = net.to(dev).to(memory_format=self.fmt)
         self.loss_fn = get_loss(config.loss)
@@ -148,7 +155,7 @@ class Run:
         for batch in self.train_loader:
             x, y, mask = self._batch(batch)
             self.opt.zero_grad(set_to_none=True)
-            value = self.loss_fn(self.net(x), y / self.scale, mask)
+            value = self.loss_fn(centre(self.net(x), self.parts.margin), y / self.scale, mask)
             value.backward()
             self.opt.step()
             total += float(value.detach()) * x.shape[0]
@@ -164,7 +171,8 @@ class Run:
         with torch.no_grad():
             for batch in self.val_loader:
                 x, y, mask = self._batch(batch)
-                pred = self.net(x) * self.scale  # what the returned model predicts
+                # what the returned model predicts
+                pred = centre(self.net(x), self.parts.margin) * self.scale
                 total += float(self.loss_fn(pred, y, mask)) * x.shape[0]
                 count += x.shape[0]
                 err = torch.where(mask, pred - y, torch.zeros_like(pred))
@@ -221,7 +229,8 @@ class Run:
             with torch.no_grad():
                 for batch in self.val_loader:  # shuffle off: batches follow the windows
                     x, _, _ = self._batch(batch)
-                    yield from (self.net(x) * self.scale).double().cpu().numpy()
+                    out = centre(self.net(x), self.parts.margin) * self.scale
+                    yield from out.double().cpu().numpy()
 
         current = cpu_copy(self.net.state_dict())
         self.net.load_state_dict(self.best_weights())

@@ -1,0 +1,148 @@
+"""Prediction at the cost of the network (issue 15): training with a margin of input context,
+whole-tile prediction, the spread of an ensemble's members, torch's thread count."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from test_training import FAST, INPUTS, learnable_survey
+
+from geochem_sr import inference, schema
+from geochem_sr.errors import GeoSRError, ParameterError
+from geochem_sr.features import stack_inputs
+from geochem_sr.models import GeoSRModel
+from geochem_sr.sampling import BlockSplitter, PatchDataset, prepare_training_data
+from geochem_sr.training import train
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def survey():
+    return learnable_survey()
+
+
+def test_patch_dataset_margin_is_the_grid_around_the_window_reflected_at_its_border():
+    ds = learnable_survey(n=40)
+    x = stack_inputs(ds, ["lr:As", "slope"])
+    y = ds["hr"].sel(element=["As"])
+    windows = [(slice(0, 8), slice(0, 8)), (slice(16, 24), slice(20, 28))]
+    plain = PatchDataset(x, y, windows)
+    wide = PatchDataset(x, y, windows, margin=4)
+    xv = x.values
+    # inside the grid: exactly the cells around the window, the target unchanged
+    x1, y1, _ = wide[1]
+    assert tuple(x1.shape) == (2, 16, 16) and tuple(y1.shape) == (1, 8, 8)
+    np.testing.assert_array_equal(x1.numpy(), np.nan_to_num(xv[:, 12:28, 16:32]))
+    np.testing.assert_array_equal(y1.numpy(), plain[1][1].numpy())
+    # at the grid's corner: reflected, as inference pads a region's border
+    x0, _, _ = wide[0]
+    want = np.pad(xv[:, 0:12, 0:12], ((0, 0), (4, 0), (4, 0)), mode="reflect")
+    np.testing.assert_array_equal(x0.numpy(), np.nan_to_num(want))
+    with pytest.raises(GeoSRError, match="margin"):
+        PatchDataset(x, y, windows, margin=-1)
+
+
+def test_training_with_a_margin_predicts_whole_tiles(survey):
+    data = prepare_training_data(survey, INPUTS, splitter=BlockSplitter(32, seed=0),
+                                 patch_size=16, stride=16, margin=8)
+    x, y, mask = data.train[0]
+    assert x.shape[-1] == 32 and y.shape[-1] == 16 and mask.shape[-1] == 16
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = train(survey, epochs=2, patience=None, data=data, seed=0, **FAST)
+    assert model.training.margin == 8 and model.prediction.context == "tile"
+    assert inference.geometry.patch_context(model) is None
+    # the validation report is measured on the windows' centres: as many cells as windows
+    rep = model.validation["per_element"]
+    assert all(v["cells"] > 0 for v in rep.values())
+    inputs = stack_inputs(survey, model.channels, model.norm_stats).values
+    tiled, _ = inference.predict_array(model, inputs, tile=32)
+    whole, _ = inference.predict_array(model, inputs, tile=256)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def test_a_margin_the_network_cannot_take_is_refused(survey):
+    with pytest.raises(ParameterError, match="margin"):
+        train(survey, network="unet", inputs=INPUTS, epochs=1, patch_size=16, margin=3,
+              network_kwargs={"depth": 2, "base_channels": 4}, progress=False,
+              splitter=BlockSplitter(32, seed=0))
+    with pytest.raises(ParameterError, match="margin"):
+        train(survey, epochs=1, margin=-2, **FAST)
+
+
+@pytest.fixture(scope="module")
+def ensemble(survey):
+    data = prepare_training_data(survey, INPUTS, splitter=BlockSplitter(32, seed=0),
+                                 patch_size=16, stride=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ens = train(survey, epochs=2, patience=None, data=data, ensemble=3, seed=1, **FAST)
+    # whole tiles: one window per tile, so the blended spread is the members' spread
+    return dataclasses.replace(ens, prediction=dataclasses.replace(ens.prediction,
+                                                                   context="tile"))
+
+
+def _member(ens: GeoSRModel, i: int) -> GeoSRModel:
+    cfg = ens.network_config
+    state = {k.split(".", 2)[2]: v for k, v in ens.state_dict.items()
+             if k.startswith(f"members.{i}.")}
+    return dataclasses.replace(
+        ens, network_name=cfg["member"],
+        network_config={"in_channels": cfg["in_channels"], "out_channels": cfg["out_channels"],
+                        **cfg["member_config"]},
+        state_dict=state, prediction=dataclasses.replace(ens.prediction, spread=None))
+
+
+def test_ensemble_spread_is_its_members_spread_at_no_extra_forward(survey, ensemble):
+    assert ensemble.prediction.spread == "members"
+    x = stack_inputs(survey, ensemble.channels, ensemble.norm_stats).values
+    calls = []
+    orig = inference.network.forward
+
+    def counted(net, xb, device, members=False):
+        calls.append(members)
+        return orig(net, xb, device, members)
+
+    inference.network.forward = counted
+    try:
+        res, spread = inference.predict_array(ensemble, x, tile=256, tta=True)
+    finally:
+        inference.network.forward = orig
+    assert calls == [True]  # one pass of the members per window, not 8 orientations
+    plain, none = inference.predict_array(ensemble, x, tile=256)
+    assert none is None
+    np.testing.assert_array_equal(res, plain)  # the uncertainty changes nothing else
+    members = np.stack([inference.predict_array(_member(ensemble, i), x, tile=256)[0]
+                        for i in range(3)])
+    np.testing.assert_allclose(res, members.mean(axis=0), atol=1e-5)
+    np.testing.assert_allclose(spread, members.std(axis=0), atol=1e-5)
+    assert np.nanmean(spread) > 0
+
+
+def test_members_spread_needs_an_ensemble(survey, ensemble):
+    single = _member(ensemble, 0)
+    bad = dataclasses.replace(single, prediction=dataclasses.replace(single.prediction,
+                                                                     spread="members"))
+    with pytest.raises(GeoSRError, match="prediction.spread"):
+        bad.check()
+
+
+def test_in_process_cluster_leaves_the_callers_torch_threads(survey, ensemble):
+    from dask.distributed import Client, LocalCluster
+
+    torch.set_num_threads(2)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                              dashboard_address=":0") as cluster, Client(cluster):
+                pred = inference.super_resolve(survey, ensemble, tile=32)
+                assert np.isfinite(pred[schema.HR_PRED].values).any()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
