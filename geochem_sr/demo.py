@@ -65,7 +65,7 @@ def run_demo(
     t1 = time.perf_counter()
     net = ds.geosr.train(network=model, inputs="auto", epochs=epochs,
                          seed=seed, progress=True)
-    net = calibrate(ds, net, seed=seed)
+    net = calibrate(ds, net, seed=seed, progress=True)
     model_path = net.save(out / "model.pt")
     print(net.summary())
     timings["train_s"] = time.perf_counter() - t1

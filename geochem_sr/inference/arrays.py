@@ -24,6 +24,7 @@ def predict_array(
     batch_size: int | None = None,
     device: str | None = None,
     tta: bool = False,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Predict the residual of a region held in memory, tile by tile, without seams.
 
@@ -49,9 +50,12 @@ def predict_array(
     device : str, optional
         Torch device; default CUDA when available, else CPU.
     tta : bool, default False
-        Test-time augmentation: predict the 8 rotations/mirrors of every window (the
-        aspect vector turned with the map) and return their mean as the residual and their
-        standard deviation (ddof 0) as the spread.
+        Also return the spread behind ``hr_pred_std``, from where the model says
+        (``model.prediction.spread``): the standard deviation (ddof 0) of an ensemble's
+        members (at no extra cost), or of the network over the 8 rotations/mirrors of every
+        window (the aspect vector turned with the map; their mean is then the residual).
+    progress : bool, default False
+        Show a progress bar over the windows.
 
     Returns
     -------
@@ -59,12 +63,11 @@ def predict_array(
         ``(E, H, W)`` float32, ``log10(hr) - log10(lr)`` as the network predicts it (no
         shrinkage applied), NaN where any input channel is NaN.
     std : numpy.ndarray or None
-        With ``tta``: ``(E, H, W)`` float32, the spread of the network's prediction under
-        the symmetries of the map. For elements with a ``model.std_scale`` (calibrated on
+        With ``tta``: ``(E, H, W)`` float32, the spread of the members' or of the
+        orientations' predictions. For elements with a ``model.std_scale`` (calibrated on
         held-out blocks by :mod:`geochem_sr.trust`) it is ``std_scale * max(spread,
-        std_floor)``, a predictive standard deviation; for the others the raw spread, the
-        sensitivity of the prediction to the orientation of the map and not a full
-        predictive uncertainty. ``None`` without ``tta``.
+        std_floor)``, a predictive standard deviation; for the others the raw spread, not a
+        full predictive uncertainty. ``None`` without ``tta``.
 
     Raises
     ------
@@ -103,7 +106,10 @@ def predict_array(
                                    geom.size_multiple))
             where.append((ys, xs, y0, y1, x0, x1, np.outer(ay, ax)))
     mosaic = Mosaic(len(model.elements), (ny, nx), tta)
-    for i, res, spread in predict_windows(run, windows):
+    from tqdm.auto import tqdm
+
+    for i, res, spread in tqdm(predict_windows(run, windows), total=len(windows),
+                               disable=not progress, desc="predicting", unit="tile"):
         ys, xs, y0, y1, x0, x1, w = where[i]
         # local offset of region cell r in window i is r - (s - halo)
         loc = (slice(None), slice(y0 - ys + halo, y1 - ys + halo),

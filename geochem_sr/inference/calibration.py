@@ -59,13 +59,14 @@ def calibrate_spread(spread: Any, model: GeoSRModel) -> Any:
 
 
 def calibrated_std(spread: Any, model: GeoSRModel) -> Any:
-    """The calibrated standard deviation from the raw test-time-augmentation spread.
+    """The calibrated standard deviation from the raw spread (members' or orientations').
 
     Parameters
     ----------
     spread : numpy.ndarray, dask array or xarray.DataArray
-        ``(element, y, x)`` spread of the network's residual over the 8 rotations/mirrors,
-        in ``model.elements`` order, *without* ``std_scale`` applied (log10 units).
+        ``(element, y, x)`` spread of the residual over an ensemble's members or the 8
+        rotations/mirrors (``model.prediction.spread``), in ``model.elements`` order,
+        *without* ``std_scale`` applied (log10 units).
     model : GeoSRModel
         A calibrated model (:func:`geochem_sr.trust.calibrate`).
 

@@ -17,7 +17,7 @@ from geochem_sr.inference.applicability import applicability as aoa_of
 from geochem_sr.inference.calibration import apply_residual, shrink_factors
 from geochem_sr.inference.geometry import chunk_sizes, resolve_tiling
 from geochem_sr.inference.inputs import prepare_inputs, sparse_map
-from geochem_sr.inference.network import NetworkRun, device_of
+from geochem_sr.inference.network import NetworkRun, device_of, spread_source
 from geochem_sr.inference.windows import predict_block
 from geochem_sr.models import GeoSRModel
 
@@ -25,16 +25,29 @@ __all__ = ["ATTR_PREFIX", "UNCERTAINTY_MEANING", "block_task", "provenance", "su
 
 #: Prefix of the attributes a prediction records about itself.
 ATTR_PREFIX = "geochem_sr_"
-#: What ``hr_pred_std`` means (also written into the output's attributes).
-UNCERTAINTY_MEANING = (
-    "standard deviation, over the 8 rotations and mirrors of the map (test-time "
-    "augmentation, aspect rotated with the map), of the network's predicted log10 residual. "
-    "For elements calibrated on held-out blocks (calibrated_elements) it is "
-    "std_scale * max(spread, std_floor), scaled so that about 68 % of validation cells fall "
-    "within one standard deviation: a predictive uncertainty. For the other elements it is "
-    "the raw spread: how much the prediction depends on the orientation of the map, not a "
-    "full predictive uncertainty."
-)
+#: What ``hr_pred_std`` means (also written into the output's attributes), per spread source.
+UNCERTAINTY_MEANING = {
+    "members": (
+        "standard deviation, over the members of the ensemble (networks trained with "
+        "different seeds), of the predicted log10 residual. For elements calibrated on "
+        "held-out blocks (calibrated_elements) it is std_scale * max(spread, std_floor), "
+        "scaled so that about 68 % of validation cells fall within one standard deviation: "
+        "a predictive uncertainty. For the other elements it is the raw spread: how much "
+        "the members disagree, not a full predictive uncertainty."),
+    "orientations": (
+        "standard deviation, over the 8 rotations and mirrors of the map (test-time "
+        "augmentation, aspect rotated with the map), of the network's predicted log10 "
+        "residual. For elements calibrated on held-out blocks (calibrated_elements) it is "
+        "std_scale * max(spread, std_floor), scaled so that about 68 % of validation cells "
+        "fall within one standard deviation: a predictive uncertainty. For the other "
+        "elements it is the raw spread: how much the prediction depends on the orientation "
+        "of the map, not a full predictive uncertainty."),
+}
+#: Short names of ``hr_pred_std`` per spread source.
+_STD_LONG_NAME = {
+    "members": "spread of the predicted log10 residual over the ensemble's members",
+    "orientations": "spread of the predicted log10 residual under rotations/mirrors",
+}
 
 
 def block_task(
@@ -86,7 +99,8 @@ def provenance(model: GeoSRModel, digest: str, tile: int, halo: int, tta: bool) 
     if verdicts:
         attrs[f"{ATTR_PREFIX}verdicts"] = verdicts
     if tta:
-        attrs[f"{ATTR_PREFIX}uncertainty_meaning"] = UNCERTAINTY_MEANING
+        attrs[f"{ATTR_PREFIX}uncertainty_meaning"] = UNCERTAINTY_MEANING[spread_source(model)]
+        attrs[f"{ATTR_PREFIX}uncertainty_from"] = spread_source(model)
         attrs[f"{ATTR_PREFIX}calibrated_elements"] = calibrated
     return attrs
 
@@ -152,8 +166,10 @@ def super_resolve(
         ``residual_pred`` (element, y, x)
             ``shrinkage * residual`` in log10 (what was added to ``log10(lr)``);
         ``hr_pred_std`` (element, y, x), with ``uncertainty``
-            spread of the residual over the 8 rotations/mirrors, calibrated where the
-            model has a ``std_scale`` (:data:`UNCERTAINTY_MEANING`), log10.
+            spread of the residual over an ensemble's members (free) or the 8
+            rotations/mirrors (8 forwards per cell), as ``model.prediction.spread`` says,
+            calibrated where the model has a ``std_scale`` (:data:`UNCERTAINTY_MEANING`),
+            log10.
 
         NaN wherever any input channel is NaN. Attributes record the model (name, digest,
         inputs), shrinkage per element, tile and halo, the package version and the time.
@@ -216,9 +232,10 @@ def super_resolve(
             **_units_attrs(units, model.elements, log10=True)}),
     }
     if uncertainty:
+        source = spread_source(model)
         variables[schema.HR_PRED_STD] = xr.Variable(dims, out[n_el:], {
-            "long_name": "spread of the predicted log10 residual under rotations/mirrors",
-            "units": "log10", "description": UNCERTAINTY_MEANING})
+            "long_name": _STD_LONG_NAME[source], "units": "log10",
+            "description": UNCERTAINTY_MEANING[source]})
     pred = xr.Dataset(variables, coords=coords,
                       attrs=provenance(model, digest, tile, halo, bool(uncertainty)))
     if applicability is None:

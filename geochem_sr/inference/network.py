@@ -1,5 +1,5 @@
 """The model's network in a process: built once per digest and device, run on batches of
-windows, with test-time augmentation (the 8 rotations/mirrors) when asked.
+windows, with the spread of an ensemble's members or of the 8 rotations/mirrors when asked.
 
 ``torch`` is imported inside functions only, so that Dask workers importing
 :mod:`geochem_sr` do not pay for it until they predict.

@@ -59,7 +59,8 @@ def fit_calibration(model: GeoSRModel, held: Held, std_floor: float, min_gain: f
         "fitted_on": "validation blocks (role 2)",
         "measured_on": "test blocks (role 3), untouched by training and calibration",
         "roles": roles_note,
-        "std": "std_scale * max(shrinkage * tta_spread, std_floor), log10 units",
+        "std": "std_scale * max(shrinkage * spread, std_floor), log10 units (spread of the "
+               "ensemble's members or of the 8 orientations: model.prediction.spread)",
         "std_floor_fraction": float(std_floor),
         "min_gain": float(min_gain),
         "target_coverage_1std": COVERAGE_1STD,
@@ -90,6 +91,7 @@ def calibrate(
     min_gain: float = MIN_GAIN,
     aoa_sample: int = AOA_SAMPLE,
     device: str | None = None,
+    progress: bool = False,
 ) -> GeoSRModel:
     """Fit do-no-harm shrinkage, calibrate the uncertainty, measure both on held-out blocks.
 
@@ -117,6 +119,9 @@ def calibrate(
         Size of the area-of-applicability reference sample.
     device : str, optional
         Torch device (default CUDA when available).
+    progress : bool, default False
+        Show a progress bar over the tiles of the held-out prediction (computed once and
+        used for every fit and score).
 
     Returns
     -------
@@ -158,7 +163,8 @@ def calibrate(
     if not (codes == ROLE_VAL).any():
         raise DataError("roles: expected validation cells (code 2) to calibrate on, found none")
     groups, unit_m = evidence_blocks(ds, model, roles_da, MIN_GROUPS)
-    held = predict_held(ds, model, codes, groups, tile=tile, device=device, unit_m=unit_m)
+    held = predict_held(ds, model, codes, groups, tile=tile, device=device, unit_m=unit_m,
+                        progress=progress)
     out = fit_calibration(model, held, std_floor, min_gain, note)
     split = {k: v for k, v in roles_da.attrs.items() if k in SPLIT_ATTRS}
     out.validation["calibration"]["held_out"] = describe_gap(split)

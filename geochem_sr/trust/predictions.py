@@ -1,5 +1,5 @@
 """A model's raw predictions over its held-out cells: what calibration and cross-validation
-score (the network alone, with test-time augmentation, on the box around validation and
+score (the network alone, with its spread, on the box around validation and
 test cells plus an exact halo)."""
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ class Held:
 
     box: tuple[int, int, int, int]  # r0, r1, c0, c1 in grid indices
     roles: np.ndarray  # (h, w) int8
-    residual: np.ndarray  # (E, h, w) raw network residual (TTA mean), log10
-    spread: np.ndarray  # (E, h, w) raw TTA spread (no std_scale), log10
+    residual: np.ndarray  # (E, h, w) raw network residual, log10
+    spread: np.ndarray  # (E, h, w) raw spread, members' or orientations' (no std_scale)
     target: np.ndarray  # (E, h, w) log10(hr) - log10(lr)
     elements: list[str]
     groups: np.ndarray  # (h, w) spatial block id of every cell (jackknife groups)
@@ -40,8 +40,10 @@ def bare(model: GeoSRModel) -> GeoSRModel:
 
 
 def predict_held(ds: xr.Dataset, model: GeoSRModel, roles: np.ndarray, groups: np.ndarray,
-                 *, tile: int, device: str | None, unit_m: float | None = None) -> Held:
-    """Predict (with TTA) the box around validation and test cells, plus an exact halo."""
+                 *, tile: int, device: str | None, unit_m: float | None = None,
+                 progress: bool = False) -> Held:
+    """Predict (with the model's spread) the box around validation and test cells, plus an
+    exact halo: once, for everything calibration and cross-validation score."""
     held = (roles == ROLE_VAL) | (roles == ROLE_TEST)
     if not held.any():
         raise DataError("roles: expected validation or test cells (codes 2, 3), found none")
@@ -56,7 +58,7 @@ def predict_held(ds: xr.Dataset, model: GeoSRModel, roles: np.ndarray, groups: n
     x, t = dask.compute(stack_inputs(sub, model.channels, model.norm_stats).data,
                         target_residual(sub, model.elements).data)
     res, spread = predict_array(bare(model), np.asarray(x), tile=int(tile), tta=True,
-                                device=device)
+                                device=device, progress=progress)
     return Held((int(r0), int(r1), int(c0), int(c1)), roles[r0:r1, c0:c1], res, spread,
                 np.asarray(t, np.float32), list(model.elements), groups[r0:r1, c0:c1],
                 unit_m)
