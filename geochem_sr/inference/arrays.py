@@ -18,7 +18,7 @@ def predict_array(
     model: GeoSRModel,
     inputs: np.ndarray,
     *,
-    tile: int = 512,
+    tile: int | None = None,
     halo: int | None = None,
     blend: int | None = None,
     batch_size: int | None = None,
@@ -37,9 +37,10 @@ def predict_array(
         (:func:`geochem_sr.features.stack_inputs` with ``model.norm_stats``), NaN where an
         input is missing. Any size: regions smaller than one tile, or not a multiple of
         anything, are predicted whole.
-    tile : int, default 512
+    tile : int, optional
         Core size of the windows the network is run on (rounded up to a multiple of the
-        network's ``size_multiple``, and to at least ``halo``).
+        network's ``size_multiple``, and to at least ``halo``); default
+        :func:`~geochem_sr.inference.geometry.default_tile`.
     halo : int, optional
         Context cells around each core; default :func:`~geochem_sr.inference.default_halo` (exact).
     blend : int, optional

@@ -24,6 +24,7 @@ __all__ = [
     "patch_context",
     "alignment",
     "default_halo",
+    "default_tile",
     "resolve_tiling",
     "chunk_sizes",
     "bounds",
@@ -103,12 +104,52 @@ def default_halo(model: GeoSRModel) -> int:
     return round_up(reach, m)
 
 
+#: Tile sides tried by :func:`default_tile`, largest first.
+TILE_CHOICES: tuple[int, ...] = (2048, 1024, 512)
+#: Most values of one full-resolution activation of a window (``window cells x width``):
+#: 2**27 float32 values are 512 MiB.
+WINDOW_BUDGET = 2**27
+
+
+def network_width(model: GeoSRModel) -> int:
+    """Channels of the network's full-resolution layers (``base_channels``, ``features``;
+    an ensemble's members'), 64 when the configuration does not say."""
+    cfg = dict(model.network_config)
+    cfg.update(cfg.get("member_config") or {})
+    for key in ("base_channels", "features"):
+        if isinstance(cfg.get(key), int):
+            return int(cfg[key])
+    return 64
+
+
+def default_tile(model: GeoSRModel) -> int:
+    """The tile side inference uses by default.
+
+    In patch context (sub-windows batched by ``MAX_BATCH_CELLS``) 512 cells. In tile
+    context each tile is one forward of ``(tile + 2 halo)**2`` cells, and the halo is
+    computed twice by neighbouring tiles: the largest of :data:`TILE_CHOICES` whose window
+    times :func:`network_width` stays within :data:`WINDOW_BUDGET` (2048 for the multi-level
+    U-Net of base width 16, whose halo then adds 16 % of the cells; 1024 for the paper's
+    width 64: 34 %). Memory grows with the tile; pass a smaller ``tile`` on a small machine.
+    """
+    if patch_context(model) is not None:
+        return 512
+    halo, width = default_halo(model), network_width(model)
+    for tile in TILE_CHOICES:
+        if (tile + 2 * halo) ** 2 * width <= WINDOW_BUDGET:
+            return tile
+    return TILE_CHOICES[-1]
+
+
 def resolve_tiling(
-    model: GeoSRModel, tile: int, halo: int | None, blend: int | None
+    model: GeoSRModel, tile: int | None, halo: int | None, blend: int | None
 ) -> tuple[Geometry, int, int, int]:
-    """Check and align tile, halo, blend; warn when the halo is below the reach."""
+    """Check and align tile (None: :func:`default_tile`), halo, blend; warn when the halo
+    is below the reach."""
     g = geometry(model)
     m, reach = alignment(model)
+    if tile is None:
+        tile = default_tile(model)
     if isinstance(tile, bool) or not isinstance(tile, int | np.integer) or tile < 1:
         raise ParameterError(f"tile: expected a positive number of cells, found {tile!r}")
     if halo is None:
@@ -154,7 +195,8 @@ def bounds(sizes: Sequence[int]) -> list[tuple[int, int]]:
 
 
 def tile_bounds(
-    shape: tuple[int, int], model: GeoSRModel, tile: int = 512, halo: int | None = None
+    shape: tuple[int, int], model: GeoSRModel, tile: int | None = None,
+    halo: int | None = None
 ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """The tile cores a region of ``shape`` (ny, nx) is cut into.
 

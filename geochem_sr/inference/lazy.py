@@ -116,7 +116,7 @@ def super_resolve(
     ds: xr.Dataset,
     model: GeoSRModel,
     *,
-    tile: int = 512,
+    tile: int | None = None,
     halo: int | None = None,
     uncertainty: bool = True,
     device: str | None = None,
@@ -134,9 +134,11 @@ def super_resolve(
     model : GeoSRModel
         The trained model; checked against ``ds`` (channels, elements, units, geology
         vocabulary) before anything else happens.
-    tile : int, default 512
+    tile : int, optional
         Tile (Dask chunk) size along y and x; rounded up to a multiple of the network's
-        ``size_multiple`` and to at least ``halo``.
+        ``size_multiple`` and to at least ``halo``. Default
+        :func:`~geochem_sr.inference.geometry.default_tile`: 2048 cells for a narrow
+        network predicting whole tiles, 1024 at the paper's width, 512 in patch context.
     halo : int, optional
         Context cells on each side of a tile; default
         :func:`~geochem_sr.inference.default_halo`, with which the tiled prediction equals

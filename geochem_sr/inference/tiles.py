@@ -203,7 +203,7 @@ def predict_to_zarr(
     out_path: str | os.PathLike,
     model: GeoSRModel | str | os.PathLike,
     *,
-    tile: int = 512,
+    tile: int | None = None,
     halo: int | None = None,
     scheduler: Any = None,
     workers: int | None = None,
@@ -231,7 +231,8 @@ def predict_to_zarr(
     in_path : path
         Input survey store (:func:`geochem_sr.write_survey`).
     out_path : path
-        Output store (Zarr format 2, which GDAL reads; chunks ``tile`` along y/x).
+        Output store (Zarr format 2, which GDAL reads; chunks of ``tile`` cells along y/x,
+        at most 512).
     model : GeoSRModel or path
         The model or its file.
     tile, halo, uncertainty, device, batch_size, reembed
