@@ -4,8 +4,9 @@ experiment``."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from geochem_sr.errors import GeoSRError
@@ -43,7 +44,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         dense = gs.read_samples(args.dense, **opts) if args.dense else None
         dem, geology, faults = args.dem, args.geology, args.faults
     ds = gs.build_survey(sparse, dense, dem=dem, geology=geology, faults=faults,
-                         cell_size=args.cell_size, method=args.method,
+                         cell_size=args.cell_size, crs=args.grid_crs, method=args.method,
                          unit_column=args.unit_column, censored=args.censored, seed=args.seed)
     path = gs.write_survey(ds, args.out, overwrite=args.overwrite)
     print(f"wrote {path}: {dict(ds.sizes)}, variables {sorted(ds.data_vars)}")
@@ -72,7 +73,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     path = predict_to_zarr(args.survey, args.out, args.model, tile=args.tile,
                            scheduler=args.scheduler, workers=args.workers,
-                           uncertainty=not args.no_uncertainty, overwrite=args.overwrite)
+                           uncertainty=not args.no_uncertainty, overwrite=args.overwrite,
+                           reembed=args.reembed)
     print(f"wrote {path}")
     return 0
 
@@ -172,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--unit-column", default="unit",
                    help="column of the geology file that names each unit")
     b.add_argument("--crs", help="CRS of CSV coordinates, e.g. EPSG:32650")
+    b.add_argument("--grid-crs", help="projected CRS of the grid, e.g. EPSG:32650 "
+                   "(default: that of the sparse samples; needed for lon/lat samples)")
     b.add_argument("--x-column", help="x coordinate column of the CSVs (default: detected)")
     b.add_argument("--y-column", help="y coordinate column of the CSVs (default: detected)")
     b.add_argument("--sep", help="CSV field separator (default: detected from the header)")
@@ -220,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip hr_pred_std and the area of applicability (8x faster)")
     r.add_argument("--overwrite", action="store_true",
                    help="start a new store instead of resuming an interrupted one")
+    r.add_argument("--reembed", action="store_true",
+                   help="embed the survey's geology with the model's vocabulary (a survey "
+                        "built apart from the one the model was trained on)")
     r.set_defaults(func=_cmd_predict)
 
     e = sub.add_parser("evaluate", **fmt, help="PSNR/SSIM/RMSE/IoU of a prediction against hr")
@@ -261,21 +268,69 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-#: Python keywords named in error messages -> the command-line options that set them.
-_OPTIONS = {"crs=": "--crs ", "x=": "--x-column ", "y=": "--y-column ", "sep=": "--sep ",
-            "decimal=": "--decimal ", "thousands=": "--thousands ",
-            "encoding=": "--encoding ", "overwrite=True": "--overwrite",
-            "unit_column=": "--unit-column ", "cell_size=": "--cell-size ",
-            "clip_to_aoa": "--clip-to-aoa"}
+#: Fixes that library messages phrase for Python callers, as a command-line user applies
+#: them: (pattern, replacement), in order, before the keywords of :data:`_OPTIONS`.
+_FIXES: tuple[tuple[str, str | Callable[[re.Match[str]], str]], ...] = (
+    # --crs reaches the sample files only: a DEM or a vector layer must carry its own CRS
+    (r"^(DEM file '(.+?)': expected a CRS, found none) \(pass crs=\.\.\.\)",
+     r"\1 (--crs is for the sample files; give the raster its CRS: "
+     r"gdal_translate -a_srs EPSG:... '\2' dem_with_crs.tif)"),
+    (r"^((geology|faults) file '(.+?)': expected a CRS, found none) \(pass crs=\.\.\.\)",
+     r"\1 (--crs is for the sample files; give the layer its CRS: "
+     r"ogr2ogr -a_srs EPSG:... \2_with_crs.gpkg '\3')"),
+    (r"set_crs\('EPSG:4326', allow_override=True\), or ogr2ogr -a_srs EPSG:4326\)",
+     "ogr2ogr -a_srs EPSG:4326 NEW.gpkg FILE)"),
+    (r"\(set_crs\(\.\.\., allow_override=True\)\)", "(ogr2ogr -a_srs EPSG:... NEW.gpkg FILE)"),
+    (r", or dem\.rio\.write_crs\([^)]*\)\)", ")"),
+    (r"pass crs= \(e\.g\. '([^']+)'\)", r"pass --crs (e.g. --crs \1)"),
+    (r"reproject it first, e\.g\. with ds\.rio\.reproject\('([^']+)'\)",
+     r"pass --grid-crs with a projected CRS for the grid (e.g. --grid-crs \1)"),
+    # units are declared in the file, by a column As_unit (or unit, for every element)
+    (r"\((?:pass |read_samples\()?units=\{'(\w+)': '?([^'}]*)'?\}\)?\)",
+     lambda m: f"(with a column {m[1]}_unit in the file holding "
+               f"{'the unit' if m[2] == '...' else m[2]})"),
+    (r", a cell_size of at least (\S+) m, or terrain_from_dem\(\.\.\., max_coarsening=\.\.\.\) "
+     r"to accept it", r" or a coarser grid: --cell-size \1 or more"),
+    (r", or limit the grid to the DEM \(build_survey\(bounds=\.\.\.\)\)", ", or leave out --dem"),
+    (r"; use a smaller block_size$",
+     "; build the survey over a larger area or with a smaller --cell-size (blocks are "
+     "sized in cells)"),
+    (r"^clip_to_aoa:", "--clip-to-aoa:"),
+    (r"; pass resume=False to start afresh or another checkpoint path",
+     "; delete it to start afresh, or pass another --checkpoint"),
+    (r"; re-embed with ds\.geosr\.embed_geology\(.*\) or gs\.super_resolve\(\.\.\., "
+     r"reembed=True\)",
+     "; pass --reembed to embed this survey's geology with the model's vocabulary"),
+)
+
+#: Python keywords named in error messages -> the command-line options that set them
+#: (``name=True`` for flags).
+_OPTIONS = {"crs": "--crs", "target_crs": "--grid-crs", "x": "--x-column",
+            "y": "--y-column", "sep": "--sep", "decimal": "--decimal",
+            "thousands": "--thousands", "encoding": "--encoding",
+            "unit_column": "--unit-column", "cell_size": "--cell-size", "dem": "--dem",
+            "geology": "--geology", "faults": "--faults", "overwrite=True": "--overwrite",
+            "clip_to_aoa=True": "--clip-to-aoa", "reembed=True": "--reembed"}
 
 
 def _as_options(message: str) -> str:
-    """An error message with Python keyword arguments phrased as command-line options."""
-    import re
+    """An error message with its Python keyword arguments phrased as command-line options.
 
+    Examples
+    --------
+    >>> _as_options("samples file 's.csv': expected a CRS, found none (pass crs=...)")
+    "samples file 's.csv': expected a CRS, found none (pass --crs ...)"
+    >>> _as_options("output store 'p.zarr': exists (pass overwrite=True)")
+    "output store 'p.zarr': exists (pass --overwrite)"
+    """
+    for pattern, fix in _FIXES:
+        message = re.sub(pattern, fix, message)
     for kw, opt in _OPTIONS.items():
-        message = re.sub(rf"(?<![\w.]){re.escape(kw)}", opt, message)
-    message = re.sub(r"(--[\w-]+) {2,}", r"\1 ", message)
+        if "=" in kw:  # a flag
+            message = re.sub(rf"(?<![\w.]){re.escape(kw)}\b", opt, message)
+        else:  # an option with a value: '--crs ...', but '--faults, not --geology'
+            message = re.sub(rf"(?<![\w.]){kw}=(?=[^\s,;)])", f"{opt} ", message)
+            message = re.sub(rf"(?<![\w.]){kw}=", opt, message)
     return message
 
 

@@ -49,7 +49,8 @@ def read_geology(
     if unit_column not in gdf.columns:
         raise InputFileError(
             f"{label}: expected a unit column '{unit_column}', found columns "
-            f"{[c for c in gdf.columns if c != 'geometry']}"
+            f"{[c for c in gdf.columns if c != 'geometry']} (pass unit_column=... to name the "
+            "right one)"
         )
     empty = gdf.geometry.isna() | gdf.geometry.is_empty
     if empty.all():
