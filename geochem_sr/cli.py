@@ -61,7 +61,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.calibrate:
         from geochem_sr.trust import calibrate
 
-        model = calibrate(ds, model, seed=args.seed)
+        model = calibrate(ds, model, seed=args.seed, progress=True)
     model.save(args.model_out)
     print(model.summary())
     print(f"wrote {args.model_out}")
@@ -219,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = r.add_mutually_exclusive_group()
     g.add_argument("--scheduler", help="dask.distributed scheduler address (tcp://...)")
     g.add_argument("--workers", type=int, help="start a local cluster with N workers")
-    r.add_argument("--tile", type=int, default=512, help="tile side in cells (one task each)")
+    r.add_argument("--tile", type=int, default=None,
+                   help="tile side in cells (one task each; default: from the network, 2048 "
+                        "for a narrow one predicting whole tiles, 512 in patch context)")
     r.add_argument("--no-uncertainty", action="store_true",
                    help="skip hr_pred_std and the area of applicability (8x faster)")
     r.add_argument("--overwrite", action="store_true",
