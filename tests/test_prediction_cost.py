@@ -146,3 +146,17 @@ def test_in_process_cluster_leaves_the_callers_torch_threads(survey, ensemble):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
+
+
+def test_nearest_distance_is_the_k_d_trees_to_float_precision():
+    from scipy.spatial import cKDTree
+
+    from geochem_sr.inference.applicability import nearest_distance
+
+    rng = np.random.default_rng(3)
+    ref = rng.normal(5.0, 3.0, size=(300, 24))
+    x = np.r_[rng.normal(5.0, 3.0, size=(2000, 24)), ref[:20], ref[20:30] + 1e-5]
+    want, _ = cKDTree(ref).query(x)
+    got = nearest_distance(x, ref)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert np.all(got[2000:2020] < 1e-9)  # reference rows themselves: distance 0

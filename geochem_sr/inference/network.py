@@ -130,8 +130,10 @@ def forward(net: Any, x: np.ndarray, device: str, members: bool = False
         for o in outs[1:]:
             total = total + o
         mean = total / len(outs)
-        stacked = torch.stack([o.double() for o in outs])
-        spread = stacked.std(dim=0, correction=0).float()
+        sq = torch.zeros_like(mean)
+        for o in outs:  # deviations from the mean: no cancellation in float32
+            sq.addcmul_(o - mean, o - mean)
+        spread = (sq / len(outs)).sqrt_()
         return mean.cpu().numpy(), spread.cpu().numpy()
 
 
