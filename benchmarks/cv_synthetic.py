@@ -57,6 +57,8 @@ def main() -> int:
     p.add_argument("--margin", type=int, default=None,
                    help="cells of input context around each training patch (default: "
                         "train()'s)")
+    p.add_argument("--stride", type=int, default=None,
+                   help="step between training patches (default: train()'s)")
     p.add_argument("--tag", default="",
                    help="suffix of the results files (cv_synthetic<tag>.md), to keep runs "
                         "with other settings beside the default one")
@@ -79,7 +81,8 @@ def main() -> int:
                              epochs=args.epochs, patience=20, learning_rate=3e-4,
                              ensemble=args.ensemble, network_kwargs={"base_channels": BASE},
                              gap=args.gap, block_size=args.block,
-                             **({} if args.margin is None else {"margin": args.margin}))
+                             **({} if args.margin is None else {"margin": args.margin}),
+                             **({} if args.stride is None else {"stride": args.stride}))
     wall = time.perf_counter() - t0
     per = rep.per_element.drop("mean", errors="ignore")
     checks = criteria(per)
@@ -95,7 +98,7 @@ def main() -> int:
     held_out = describe_gap({**s, "gap_cells": s["gap"]})
     print(held_out)
     record = {"seed": args.seed, "ensemble": args.ensemble, "epochs": args.epochs,
-              "margin": args.margin,
+              "margin": args.margin, "stride": args.stride,
               "size_km": args.size_km, "wall_s": round(wall, 1), "gap_cells": s["gap"],
               "block_size_cells": s["block_size_cells"],
               "leakage_gap_cells": s.get("leakage_gap_cells"), "held_out": held_out,
@@ -110,6 +113,7 @@ def main() -> int:
         + ("" if args.gap is None else f" --gap {args.gap}")
         + ("" if args.block is None else f" --block {args.block}")
         + ("" if args.margin is None else f" --margin {args.margin}")
+        + ("" if args.stride is None else f" --stride {args.stride}")
         + f"` ({wall / 60:.1f} min on one CPU thread). Spatial {FOLDS}-fold block CV on a "
         f"{args.size_km:g} km region, blocks {s['block_size_cells'][0]} cells, multi-level "
         f"U-Net base {BASE}, inputs auto, gains after the fold's do-no-harm calibration; "

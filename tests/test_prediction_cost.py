@@ -160,3 +160,51 @@ def test_nearest_distance_is_the_k_d_trees_to_float_precision():
     got = nearest_distance(x, ref)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert np.all(got[2000:2020] < 1e-9)  # reference rows themselves: distance 0
+
+
+def _random_unet(ds) -> GeoSRModel:
+    """A U-Net of depth 3 (receptive field wider than 2 x 16 cells), random weights, whole
+    tiles, a 16-cell border."""
+    from geochem_sr.features import channel_names, fit_normalisation
+    from geochem_sr.models import PredictionSettings, get_model
+
+    elements = [str(e) for e in ds[schema.ELEMENT].values]
+    chans = channel_names("geochem+terrain", elements)
+    torch.manual_seed(0)
+    net = get_model("unet", in_channels=len(chans), out_channels=len(elements), depth=3,
+                    base_channels=4)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.3)
+    return GeoSRModel(network_name="unet", network_config=net.config,
+                      state_dict={k: v.clone() for k, v in net.state_dict().items()},
+                      inputs="geochem+terrain", channels=chans, elements=elements,
+                      units=schema.units_of(ds), norm_stats=fit_normalisation(
+                          stack_inputs(ds, chans)),
+                      prediction=PredictionSettings(context="tile", border=16))
+
+
+def test_a_narrow_border_is_one_definition_for_every_path(survey, tmp_path):
+    """With a border (16) narrower than the halo, numpy tiles, Dask chunks and the Zarr
+    writer still give the one whole-region prediction."""
+    import geochem_sr as gs
+
+    model = _random_unet(survey)
+    halo = inference.default_halo(model)
+    assert inference.geometry.region_border(model, halo) == 16 < halo
+    x = stack_inputs(survey, model.channels, model.norm_stats).values
+    whole, _ = inference.predict_array(model, x, tile=512)
+    tiled, _ = inference.predict_array(model, x, tile=32)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+    lazy = inference.super_resolve(survey, model, tile=32, uncertainty=False)
+    np.testing.assert_allclose(lazy[schema.RESIDUAL_PRED].values, whole, atol=1e-5)
+    src = gs.write_survey(survey, tmp_path / "in.zarr")
+    out = inference.predict_to_zarr(src, tmp_path / "out.zarr", model, tile=32,
+                                    uncertainty=False, progress=False)
+    np.testing.assert_allclose(gs.open_survey(out)[schema.RESIDUAL_PRED].values, whole,
+                               atol=1e-5)
+    # the border is part of the definition: the halo's width gives other values at the edge
+    other, _ = inference.predict_array(dataclasses.replace(
+        model, prediction=dataclasses.replace(model.prediction, border=None)), x, tile=512)
+    assert not np.allclose(other[:, :4], whole[:, :4], atol=1e-4)
+    np.testing.assert_allclose(other[:, 40:-40, 40:-40], whole[:, 40:-40, 40:-40], atol=1e-5)

@@ -6,7 +6,7 @@ import numpy as np
 
 from geochem_sr.errors import ParameterError
 from geochem_sr.inference.calibration import calibrate_spread
-from geochem_sr.inference.geometry import bounds, chunk_sizes, resolve_tiling
+from geochem_sr.inference.geometry import bounds, chunk_sizes, region_border, resolve_tiling
 from geochem_sr.inference.network import NetworkRun, device_of
 from geochem_sr.inference.windows import Mosaic, axis_weights, end_pad, predict_windows
 from geochem_sr.models import GeoSRModel
@@ -80,7 +80,8 @@ def predict_array(
     -----
     With the default ``halo`` the result equals one whole-region prediction (``tile`` at
     least the region size) to float tolerance everywhere, including the outer border
-    (both pad the region by reflection, ``docs/notes/inference.md``).
+    (both pad the region by reflection, :func:`~geochem_sr.inference.geometry.region_border`
+    cells, ``docs/notes/inference.md``).
     """
     x = np.asarray(inputs, dtype=np.float32)
     if x.ndim != 3 or x.shape[0] != len(model.channels):
@@ -91,30 +92,34 @@ def predict_array(
     if x.shape[1] == 0 or x.shape[2] == 0:
         raise ParameterError(f"inputs: expected a non-empty region, found shape {x.shape}")
     geom, tile, halo, blend = resolve_tiling(model, tile, halo, blend)
+    b = region_border(model, halo)
     run = NetworkRun(model, model.digest, device_of(device), tta, batch_size)
     _, ny, nx = x.shape
     mask = np.isnan(x).any(axis=0)
-    xp = np.pad(x, ((0, 0), (halo, halo), (halo, halo)), mode="reflect")
+    xp = np.pad(x, ((0, 0), (b, b), (b, b)), mode="reflect")
     xp = np.where(np.isnan(xp), np.float32(0), xp).astype(np.float32)
     yb = bounds(chunk_sizes(ny, tile, halo))
     xb = bounds(chunk_sizes(nx, tile, halo))
     wy, wx = axis_weights(yb, blend), axis_weights(xb, blend)
     windows, where = [], []
-    for (ys, ye), (y0, y1, ay) in zip(yb, wy, strict=True):
-        for (xs, xe), (x0, x1, ax) in zip(xb, wx, strict=True):
-            # window = cells [s - halo, e + halo) of the region = [s, e + 2 halo) of xp
-            windows.append(end_pad(xp[:, ys:ye + 2 * halo, xs:xe + 2 * halo],
-                                   geom.size_multiple))
-            where.append((ys, xs, y0, y1, x0, x1, np.outer(ay, ax)))
+    for k, ((ys, ye), (y0, y1, ay)) in enumerate(zip(yb, wy, strict=True)):
+        top = b if k == 0 else halo
+        bottom = b if k == len(yb) - 1 else halo
+        for m, ((xs, xe), (x0, x1, ax)) in enumerate(zip(xb, wx, strict=True)):
+            left = b if m == 0 else halo
+            right = b if m == len(xb) - 1 else halo
+            # window = cells [s - context, e + context) of the region; xp starts at -b
+            windows.append(end_pad(xp[:, ys - top + b:ye + bottom + b,
+                                      xs - left + b:xe + right + b], geom.size_multiple))
+            where.append((ys - top, xs - left, y0, y1, x0, x1, np.outer(ay, ax)))
     mosaic = Mosaic(len(model.elements), (ny, nx), tta)
     from tqdm.auto import tqdm
 
     for i, res, spread in tqdm(predict_windows(run, windows), total=len(windows),
                                disable=not progress, desc="predicting", unit="tile"):
-        ys, xs, y0, y1, x0, x1, w = where[i]
-        # local offset of region cell r in window i is r - (s - halo)
-        loc = (slice(None), slice(y0 - ys + halo, y1 - ys + halo),
-               slice(x0 - xs + halo, x1 - xs + halo))
+        wy0, wx0, y0, y1, x0, x1, w = where[i]
+        # region cell r lies at r - wy0 in window i (wy0: its first cell)
+        loc = (slice(None), slice(y0 - wy0, y1 - wy0), slice(x0 - wx0, x1 - wx0))
         mosaic.add(slice(y0, y1), slice(x0, x1), w, res[loc],
                    None if spread is None else spread[loc])
     residual, std = mosaic.result()

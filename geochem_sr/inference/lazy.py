@@ -15,7 +15,7 @@ from geochem_sr.errors import ModelMismatchError
 from geochem_sr.features import stack_inputs
 from geochem_sr.inference.applicability import applicability as aoa_of
 from geochem_sr.inference.calibration import apply_residual, shrink_factors
-from geochem_sr.inference.geometry import chunk_sizes, resolve_tiling
+from geochem_sr.inference.geometry import chunk_sizes, region_border, resolve_tiling
 from geochem_sr.inference.inputs import prepare_inputs, sparse_map
 from geochem_sr.inference.network import NetworkRun, device_of, spread_source
 from geochem_sr.inference.windows import predict_block
@@ -56,6 +56,7 @@ def block_task(
     *,
     digest: str,
     halo: int,
+    border: int,
     size_multiple: int,
     tta: bool,
     device: str | None,
@@ -65,10 +66,10 @@ def block_task(
     """One Dask task: the extended block of one chunk -> its (residual[, std]) core."""
     info = block_info[None]
     (_, iy, ix), (_, ny, nx) = info["chunk-location"], info["num-chunks"]
-    pads = (halo if iy == 0 else 0, halo if iy == ny - 1 else 0,
-            halo if ix == 0 else 0, halo if ix == nx - 1 else 0)
+    edges = (iy == 0, iy == ny - 1, ix == 0, ix == nx - 1)
     run = NetworkRun(model, digest, device_of(device), tta, batch_size)
-    res, spread = predict_block(x_ext, pads, run, halo=halo, size_multiple=size_multiple)
+    res, spread = predict_block(x_ext, edges, run, halo=halo, border=border,
+                                size_multiple=size_multiple)
     return res if spread is None else np.concatenate([res, spread], axis=0)
 
 
@@ -210,7 +211,8 @@ def super_resolve(
         block_task, ext, model_key,
         chunks=((n_out,), ych, xch), dtype=np.float32,
         meta=np.empty((0, 0, 0), dtype=np.float32),
-        digest=digest, halo=halo, size_multiple=geom.size_multiple, tta=bool(uncertainty),
+        digest=digest, halo=halo, border=region_border(model, halo),
+        size_multiple=geom.size_multiple, tta=bool(uncertainty),
         device=device, batch_size=batch_size,
         name=f"geosr-predict-{dask.base.tokenize(data.name, digest, halo, uncertainty)}",
     )

@@ -18,7 +18,7 @@ from geochem_sr import schema
 from geochem_sr.errors import GeoSRError, ParameterError
 from geochem_sr.features import stack_inputs, variables_of
 from geochem_sr.inference.calibration import apply_residual, shrink_factors
-from geochem_sr.inference.geometry import bounds, geometry
+from geochem_sr.inference.geometry import bounds, geometry, region_border
 from geochem_sr.inference.inputs import needs_embedding, prepare_inputs, sparse_map
 from geochem_sr.inference.lazy import ATTR_PREFIX, super_resolve
 from geochem_sr.inference.network import NetworkRun, device_of
@@ -46,16 +46,15 @@ def _read_window(ds: xr.Dataset, model: GeoSRModel, job: TileJob, i: int, j: int
     (ys, ye), (xs, xe) = job.y_bounds[i], job.x_bounds[j]
     ny, nx = len(job.y_bounds), len(job.x_bounds)
     h = job.halo
-    pads = (h if i == 0 else 0, h if i == ny - 1 else 0, h if j == 0 else 0,
-            h if j == nx - 1 else 0)
-    y0, x0 = ys - (h - pads[0]), xs - (h - pads[2])
+    edges = (i == 0, i == ny - 1, j == 0, j == nx - 1)
+    y0, x0 = ys - (0 if edges[0] else h), xs - (0 if edges[2] else h)
     needed = sorted(set(variables_of(model.channels)) | {schema.LR})
-    win = ds[needed].isel({schema.Y: slice(y0, ye + (h - pads[1])),
-                           schema.X: slice(x0, xe + (h - pads[3]))})
+    win = ds[needed].isel({schema.Y: slice(y0, ye + (0 if edges[1] else h)),
+                           schema.X: slice(x0, xe + (0 if edges[3] else h))})
     win = win.compute(scheduler=scheduler)  # numpy from here on
     x = stack_inputs(win, model.channels, model.norm_stats).values
     lr = sparse_map(win, model).values[:, ys - y0:ye - y0, xs - x0:xe - x0]
-    return x.astype(np.float32, copy=False), lr.astype(np.float32, copy=False), pads
+    return x.astype(np.float32, copy=False), lr.astype(np.float32, copy=False), edges
 
 
 def _open_input(job: TileJob, model: GeoSRModel) -> xr.Dataset:
@@ -93,9 +92,11 @@ def _load_tile(job: TileJob, model: GeoSRModel, i: int, j: int, scheduler: str) 
 
 def _compute_tile(job: TileJob, model: GeoSRModel, loaded: tuple) -> dict[str, np.ndarray]:
     """Network, mask, shrinkage, concentrations: the arrays of one tile."""
-    x_ext, lr, pads = loaded
+    x_ext, lr, edges = loaded
     run = NetworkRun(model, job.digest, device_of(job.device), job.tta, job.batch_size)
-    res, spread = predict_block(x_ext, pads, run, halo=job.halo, size_multiple=job.size_multiple)
+    res, spread = predict_block(x_ext, edges, run, halo=job.halo,
+                                border=region_border(model, job.halo),
+                                size_multiple=job.size_multiple)
     with np.errstate(over="ignore", invalid="ignore"):
         hr, applied = apply_residual(lr, res, shrink_factors(model))
     data = {schema.HR_PRED: hr, schema.RESIDUAL_PRED: applied}

@@ -113,38 +113,41 @@ def end_pad(x: np.ndarray, m: int) -> np.ndarray:
 
 def predict_block(
     x_ext: np.ndarray,
-    pads: tuple[int, int, int, int],
+    edges: tuple[bool, bool, bool, bool],
     run: NetworkRun,
     *,
     halo: int,
+    border: int,
     size_multiple: int,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Predict the core of one tile from its extended block (the Dask and Zarr path).
 
     ``x_ext`` holds the core plus ``halo`` real cells on every side that is not a region
-    edge; ``pads`` (top, bottom, left, right) is ``halo`` on the sides that are region
-    edges (reflected here exactly as :func:`~geochem_sr.inference.predict_array` pads the
-    whole region) and 0 elsewhere. The spread comes back calibrated.
+    edge; ``edges`` (top, bottom, left, right) says which sides are region edges: those
+    are reflected by ``border`` cells here, exactly as
+    :func:`~geochem_sr.inference.predict_array` pads the whole region. The spread comes
+    back calibrated.
     """
-    top, bottom, left, right = pads
+    top, bottom, left, right = (border if e else 0 for e in edges)
+    ctx = [border if e else halo for e in edges]
     xp = np.asarray(x_ext, dtype=np.float32)
-    if any(pads):
+    if any((top, bottom, left, right)):
         xp = np.pad(xp, ((0, 0), (top, bottom), (left, right)), mode="reflect")
     nan = np.isnan(xp)
     mask = nan.any(axis=0)
     if mask.any():
         xp = np.where(nan, np.float32(0), xp)
     del nan
+    ch = xp.shape[1] - ctx[0] - ctx[1]
+    cw = xp.shape[2] - ctx[2] - ctx[3]
     xp = end_pad(xp, size_multiple)
-    ch = x_ext.shape[1] + top + bottom - 2 * halo
-    cw = x_ext.shape[2] + left + right - 2 * halo
     (_, res, spread), = predict_windows(run, [xp])
-    core = (slice(None), slice(halo, halo + ch), slice(halo, halo + cw))
-    res = res[core].copy()
-    cmask = mask[halo:halo + ch, halo:halo + cw]
+    rows, cols = slice(ctx[0], ctx[0] + ch), slice(ctx[2], ctx[2] + cw)
+    res = res[:, rows, cols].copy()
+    cmask = mask[rows, cols]
     res[:, cmask] = np.nan
     if spread is not None:
-        spread = calibrate_spread(spread[core], run.model)
+        spread = calibrate_spread(spread[:, rows, cols], run.model)
         spread[:, cmask] = np.nan
     return res, spread
 

@@ -176,6 +176,10 @@ def _check_records(model: GeoSRModel, elements: list[str], where: str) -> None:
         raise _fail(where, "prediction", "PredictionSettings", settings)
     if settings.context is not None and settings.context not in CONTEXTS:
         raise _fail(where, "prediction.context", f"one of {CONTEXTS}", settings.context)
+    if settings.border is not None and not (
+            isinstance(settings.border, int) and not isinstance(settings.border, bool)
+            and settings.border >= 0):
+        raise _fail(where, "prediction.border", "a number of cells >= 0", settings.border)
     if settings.spread is not None and settings.spread not in SPREADS:
         raise _fail(where, "prediction.spread", f"one of {SPREADS}", settings.spread)
     if settings.spread == "members" and model.network_name != "ensemble":

@@ -48,6 +48,9 @@ class PredictionSettings:
     std_floor : dict of str -> float, optional
         Per element, the least predictive standard deviation (log10), written by
         calibration (:func:`geochem_sr.trust.calibrate`); None when not calibrated.
+    border : int, optional
+        Cells of reflection around a region before it is predicted (tile context only);
+        None: the halo. :func:`geochem_sr.training.train` writes its ``margin``.
     spread : {"members", "orientations"} or None
         Where the spread behind ``hr_pred_std`` comes from (:data:`SPREADS`); None:
         :data:`DEFAULT_SPREAD`. ``"members"`` needs an ensemble. Calibration scales the
@@ -57,6 +60,7 @@ class PredictionSettings:
     context: str | None = None
     std_floor: dict[str, float] | None = None
     spread: str | None = None
+    border: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +120,8 @@ def split_extra(extra: Mapping[str, Any] | None
     Parameters
     ----------
     extra : mapping or None
-        Keys ``context``, ``std_floor`` and ``spread`` go to :class:`PredictionSettings`,
+        Keys ``context``, ``std_floor``, ``spread`` and ``border`` go to
+        :class:`PredictionSettings`,
         the fields of :class:`TrainingRecord` to it; any other key is a note. A key absent
         from ``extra`` leaves its field None.
 

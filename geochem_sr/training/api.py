@@ -204,5 +204,6 @@ def _assemble(ds: xr.Dataset, network: str, parts: TrainingParts, run: Run,
         validation=report,
         history=copy.deepcopy(run.history),
         training=record,
-        prediction=PredictionSettings(context="tile" if parts.margin else None),
+        prediction=PredictionSettings(context="tile", border=parts.margin) if parts.margin
+        else PredictionSettings(),
     )
