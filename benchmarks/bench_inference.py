@@ -99,13 +99,14 @@ def make_model(path: Path, base: int, seed: int, context: str = "tile", ensemble
     else:
         net = get_model("multilevel_unet", in_channels=len(chans), out_channels=len(els),
                         base_channels=base)
-    settings = PredictionSettings(context=context,
+    border = 16 if context == "tile" else None  # what train(margin=16) writes
+    settings = PredictionSettings(context=context, border=border,
                                   spread="members" if ensemble > 1 else None)
     extra = {}
     if calibrated:
         rng = np.random.default_rng(seed)
         settings = PredictionSettings(context=context, std_floor={e: 0.01 for e in els},
-                                      spread=settings.spread)
+                                      spread=settings.spread, border=border)
         extra = {"shrinkage": {e: 1.0 for e in els}, "std_scale": {e: 1.5 for e in els},
                  "aoa": {"reference": rng.normal(size=(2000, len(chans))).tolist(),
                          "mean_distance": 4.0, "threshold": 1.0, "channels": chans}}
@@ -129,7 +130,7 @@ def run_predict(args: argparse.Namespace) -> dict:
 
     import geochem_sr as gs
     from geochem_sr import inference
-    from geochem_sr.inference.geometry import geometry, round_up
+    from geochem_sr.inference.geometry import geometry, region_border, round_up
     from geochem_sr.inference.network import network, spread_source
     from geochem_sr.models import GeoSRModel
 
@@ -148,9 +149,14 @@ def run_predict(args: argparse.Namespace) -> dict:
     m = geometry(model).size_multiple
     orientations = args.uncertainty and spread_source(model) == "orientations"
     n_aug = 8 if orientations else 1
-    windows = [(round_up(ye - ys + 2 * halo, m),
-                round_up(xe - xs + 2 * halo, m))
-               for ys, ye in yb for xs, xe in xb for _ in range(n_aug)]
+    border = region_border(model, halo)
+
+    def ctx(k: int, n_tiles: int) -> int:  # context cells both sides of tile k of n_tiles
+        return (border if k == 0 else halo) + (border if k == n_tiles - 1 else halo)
+
+    windows = [(round_up(ye - ys + ctx(i, len(yb)), m), round_up(xe - xs + ctx(j, len(xb)), m))
+               for i, (ys, ye) in enumerate(yb) for j, (xs, xe) in enumerate(xb)
+               for _ in range(n_aug)]
     # the bare forward over the same cells: the region in tile-size windows, no halo
     cores = [(round_up(ye - ys, m), round_up(xe - xs, m)) for ys, ye in yb for xs, xe in xb]
     net = network(model, model.digest, "cpu")  # the object the pipeline uses
@@ -188,7 +194,7 @@ def run_predict(args: argparse.Namespace) -> dict:
     tiles = len(windows) // n_aug
     ok = bool(np.isfinite(gs.open_survey(out)["hr_pred"][0, :64, :64].values).all())
     return {
-        "size": n, "tile": tile, "halo": halo, "tiles": tiles,
+        "size": n, "tile": tile, "halo": halo, "border": border, "tiles": tiles,
         "network": model.network_name, "spread": spread_source(model) if args.uncertainty
         else None, "aoa": aoa, "forwards_per_cell": n_aug,
         "bare_cells_s": t_cells, "cells_ratio": t_cells / t_pipe,

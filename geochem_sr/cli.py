@@ -220,10 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--scheduler", help="dask.distributed scheduler address (tcp://...)")
     g.add_argument("--workers", type=int, help="start a local cluster with N workers")
     r.add_argument("--tile", type=int, default=None,
-                   help="tile side in cells (one task each; default: from the network, 2048 "
+                   help="tile side in cells (one task each; default: from the network, 1024 "
                         "for a narrow one predicting whole tiles, 512 in patch context)")
     r.add_argument("--no-uncertainty", action="store_true",
-                   help="skip hr_pred_std and the area of applicability (8x faster)")
+                   help="skip hr_pred_std and the area of applicability (a single network's "
+                        "spread takes 8 forwards per cell; an ensemble's costs nothing)")
     r.add_argument("--overwrite", action="store_true",
                    help="start a new store instead of resuming an interrupted one")
     r.add_argument("--reembed", action="store_true",

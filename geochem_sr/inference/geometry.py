@@ -124,8 +124,10 @@ def region_border(model: GeoSRModel, halo: int) -> int:
 #: Tile sides tried by :func:`default_tile`, largest first.
 TILE_CHOICES: tuple[int, ...] = (2048, 1024, 512)
 #: Most values of one full-resolution activation of a window (``window cells x width``):
-#: 2**27 float32 values are 512 MiB.
-WINDOW_BUDGET = 2**27
+#: 2**25 float32 values are 128 MiB, and a U-Net holds about ten such at once (an ensemble
+#: of three base-16 U-Nets on 2048-cell tiles peaked at 6.3 GB; on 1024-cell tiles at
+#: about 2.5 GB).
+WINDOW_BUDGET = 2**25
 
 
 def network_width(model: GeoSRModel) -> int:
@@ -143,11 +145,12 @@ def default_tile(model: GeoSRModel) -> int:
     """The tile side inference uses by default.
 
     In patch context (sub-windows batched by ``MAX_BATCH_CELLS``) 512 cells. In tile
-    context each tile is one forward of ``(tile + 2 halo)**2`` cells, and the halo is
+    context each tile is one forward of about ``(tile + 2 halo)**2`` cells, and the halo is
     computed twice by neighbouring tiles: the largest of :data:`TILE_CHOICES` whose window
-    times :func:`network_width` stays within :data:`WINDOW_BUDGET` (2048 for the multi-level
-    U-Net of base width 16, whose halo then adds 16 % of the cells; 1024 for the paper's
-    width 64: 34 %). Memory grows with the tile; pass a smaller ``tile`` on a small machine.
+    times :func:`network_width` stays within :data:`WINDOW_BUDGET` (1024 for the
+    multi-level U-Net of base width 16, whose 80-cell halo then adds 34 % to an interior
+    tile; 512 for the paper's width 64). Memory grows with the tile: pass a larger ``tile``
+    on a large machine (fewer halo cells), a smaller one on a small machine.
     """
     if patch_context(model) is not None:
         return 512

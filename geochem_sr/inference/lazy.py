@@ -138,8 +138,8 @@ def super_resolve(
     tile : int, optional
         Tile (Dask chunk) size along y and x; rounded up to a multiple of the network's
         ``size_multiple`` and to at least ``halo``. Default
-        :func:`~geochem_sr.inference.geometry.default_tile`: 2048 cells for a narrow
-        network predicting whole tiles, 1024 at the paper's width, 512 in patch context.
+        :func:`~geochem_sr.inference.geometry.default_tile`: 1024 cells for a narrow
+        network predicting whole tiles, 512 at the paper's width and in patch context.
     halo : int, optional
         Context cells on each side of a tile; default
         :func:`~geochem_sr.inference.default_halo`, with which the tiled prediction equals
