@@ -80,7 +80,7 @@ def run_seed(seed: int) -> list[dict]:
                          geology=inp.geology, bounds=inp.bounds, cell_size=40.0, seed=seed)
     model = ds.geosr.train(inputs="geochem+terrain+geology", network="unet",
                            network_kwargs={"base_channels": 16, "depth": 2}, epochs=40,
-                           patience=10, patch_size=16, stride=8,
+                           patience=10, patch_size=16, stride=8, margin=0,
                            splitter=BlockSplitter(block_size=24, seed=seed), seed=seed,
                            progress=False)
     cal = gs.calibrate(ds, model)

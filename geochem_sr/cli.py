@@ -18,7 +18,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from geochem_sr.demo import run_demo
 
     result = run_demo(Path(args.out), seed=args.seed, epochs=args.epochs,
-                      size_km=args.size_km, model=args.network)
+                      size_km=args.size_km, model=args.network, ensemble=args.ensemble,
+                      base_channels=args.base_channels)
     for key, value in result.items():
         print(f"{key}: {value}")
     return 0
@@ -160,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--epochs", type=int, default=30, help="maximum training epochs")
     d.add_argument("--size-km", type=float, default=12.8, help="side of the synthetic region")
     d.add_argument("--network", default="multilevel_unet", help="network to train")
+    d.add_argument("--ensemble", type=int, default=3,
+                   help="networks averaged (their spread is hr_pred_std)")
+    d.add_argument("--base-channels", type=int, default=16,
+                   help="width of the U-Nets (the paper's: 64; other networks keep theirs)")
     d.set_defaults(func=_cmd_demo)
 
     b = sub.add_parser("build", **fmt, help="samples + DEM + geology -> survey Zarr")

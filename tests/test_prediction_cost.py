@@ -208,3 +208,24 @@ def test_a_narrow_border_is_one_definition_for_every_path(survey, tmp_path):
         model, prediction=dataclasses.replace(model.prediction, border=None)), x, tile=512)
     assert not np.allclose(other[:, :4], whole[:, :4], atol=1e-4)
     np.testing.assert_allclose(other[:, 40:-40, 40:-40], whole[:, 40:-40, 40:-40], atol=1e-5)
+
+
+def test_default_margin_is_16_cells_or_the_networks_reach():
+    from geochem_sr.training import default_margin
+
+    assert default_margin("multilevel_unet", {"base_channels": 16}, 32) == 16
+    assert default_margin("unet", {"depth": 2, "base_channels": 4}, 32) == 16
+    assert default_margin("srcnn", {}, 32) == 6  # receptive field 13: reach 6
+    assert default_margin("srcnn", {"features": 8, "kernel_sizes": (3, 1, 3)}, 16) == 2
+
+
+def test_default_training_predicts_whole_tiles_and_margin_0_patches(survey):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        wide = train(survey, epochs=1, patch_size=16, splitter=BlockSplitter(32, seed=0),
+                     **FAST)
+        plain = train(survey, epochs=1, patch_size=16, margin=0,
+                      splitter=BlockSplitter(32, seed=0), **FAST)
+    assert wide.training.margin == 2 and wide.prediction.context == "tile"
+    assert wide.prediction.border == 2
+    assert plain.training.margin == 0 and plain.prediction.context is None

@@ -13,7 +13,7 @@ from geochem_sr.training.config import TrainConfig
 
 # the names of the modules that import torch, loaded on first use
 _LAZY, __getattr__, __dir__ = lazy_exports(__name__, {
-    "api": "train fit_network",
+    "api": "train fit_network default_margin",
     "runtime": "predict_patches",
     "checkpoint": "CHECKPOINT_FORMAT",
     "losses": "LOSSES DEFAULT_LOSS get_loss",

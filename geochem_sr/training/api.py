@@ -7,6 +7,7 @@ trains one network and assembles the :class:`~geochem_sr.models.GeoSRModel`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import warnings
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from geochem_sr.errors import ParameterError
 from geochem_sr.jsonable import to_jsonable
 from geochem_sr.models import GeoSRModel, PredictionSettings, TrainingRecord
 from geochem_sr.training.checkpoint import read_checkpoint, restore_run, setup_fingerprint
-from geochem_sr.training.config import TrainConfig
+from geochem_sr.training.config import DEFAULT_MARGIN, TrainConfig
 from geochem_sr.training.data import TrainingParts, augmentation
 from geochem_sr.training.ensembles import combine, member_config
 from geochem_sr.training.loop import Run
@@ -29,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from geochem_sr.sampling import TrainingData
 
-__all__ = ["train", "fit_network", "DEFAULT_NETWORK"]
+__all__ = ["train", "fit_network", "default_margin", "DEFAULT_NETWORK"]
 
 #: The network :func:`train` trains by default (the paper's).
 DEFAULT_NETWORK = "multilevel_unet"
@@ -121,6 +122,9 @@ def train(ds: xr.Dataset, network: str = DEFAULT_NETWORK, inputs: str = "auto", 
         network = overrides.pop("model")
     config = TrainConfig.resolve(config, **overrides)
     _check_network(network)
+    if config.margin is None and data is None:  # given patches carry their margin
+        config = dataclasses.replace(config, margin=default_margin(
+            network, config.network_kwargs, config.patch_size))
     if data is None:
         from geochem_sr.sampling import prepare_training_data
 
@@ -158,6 +162,25 @@ def fit_network(ds: xr.Dataset, network: str, config: TrainConfig, parts: Traini
         run.fit(config.epochs, config.patience, ckpt, setup, config.progress, callback)
         report = run.validation_report()
     return _assemble(ds, network, parts, run, report, config)
+
+
+def default_margin(network: str, network_kwargs: Any, patch_size: int) -> int:
+    """The margin of input context a network is trained with by default.
+
+    :data:`~geochem_sr.training.config.DEFAULT_MARGIN` cells, or the network's reach (half
+    its receptive field) when shorter, then rounded up so that ``patch_size + 2 * margin``
+    is a multiple of its size multiple.
+    """
+    import torch
+
+    from geochem_sr.models import network_geometry
+
+    kwargs = {"in_channels": 1, "out_channels": 1, **dict(network_kwargs or {})}
+    with torch.random.fork_rng(devices=[]):  # building a network draws initial weights
+        multiple, field = network_geometry(network, kwargs)
+    margin = min(DEFAULT_MARGIN, max(0, (field - 1) // 2))
+    side = -(-(int(patch_size) + 2 * margin) // multiple) * multiple  # rounded up
+    return (side - int(patch_size) + 1) // 2
 
 
 def _check_network(network: Any) -> None:

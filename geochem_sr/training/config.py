@@ -18,6 +18,8 @@ from geochem_sr.errors import ParameterError
 
 __all__ = ["TrainConfig", "TARGET_SCALES", "DEPRECATED_NAMES"]
 
+#: Cells of input context around each training patch by default (:attr:`TrainConfig.margin`).
+DEFAULT_MARGIN = 16
 #: Accepted values of :attr:`TrainConfig.target_scale`.
 TARGET_SCALES: tuple[str | None, ...] = ("rms", None)
 #: Earlier keyword -> its name now; still accepted, with a DeprecationWarning.
@@ -68,13 +70,16 @@ class TrainConfig:
         :func:`geochem_sr.sampling.prepare_training_data`).
     patch_size, stride : int, default 32, 16
         Patch size and step between patches, in cells.
-    margin : int, default 0
+    margin : int, optional
         Cells of input context around every patch: the network sees the patch widened by
         ``margin`` on every side and the loss is computed on the patch (the centre of its
         output). A model trained with a margin predicts whole tiles
-        (``model.prediction.context = "tile"``), as its training taught it, instead of
-        patch-size sub-windows (``docs/notes/training.md``). ``patch_size + 2 * margin``
-        must be a multiple of the network's size multiple (16 for the U-Nets).
+        (``model.prediction.context = "tile"``), as its training taught it, at one forward
+        per cell; with ``margin=0`` it predicts each tile as overlapping patch-size
+        sub-windows (about 4 forwards per cell, ``docs/notes/training.md``). Default
+        (None): :data:`DEFAULT_MARGIN` cells, or the network's reach when that is shorter
+        (SRCNN: 6), rounded so that ``patch_size + 2 * margin`` is a multiple of the
+        network's size multiple (16 for the U-Nets).
     augment : bool, default True
         Random rotations/flips of training patches (aspect turned consistently).
     seed : int, default 0
@@ -107,7 +112,7 @@ class TrainConfig:
     splitter: Any = None
     patch_size: int = 32
     stride: int = 16
-    margin: int = 0
+    margin: int | None = None
     augment: bool = True
     seed: int = 0
     device: str | None = None
@@ -119,8 +124,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "lr_step", "patch_size", "stride", "ensemble"):
             check_positive_int(name, getattr(self, name))
-        if not (is_integer(self.margin) and self.margin >= 0):
-            raise ParameterError(f"margin: expected a number of cells >= 0, found "
+        if self.margin is not None and not (is_integer(self.margin) and self.margin >= 0):
+            raise ParameterError(f"margin: expected a number of cells >= 0 or None, found "
                                  f"{self.margin!r}")
         if self.patience is not None:
             check_positive_int("patience", self.patience, " or None")
