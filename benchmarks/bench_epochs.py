@@ -46,7 +46,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     import geochem_sr as gs
     from geochem_sr.models import get_model
     from geochem_sr.sampling import make_loader, prepare_training_data, set_epoch
-    from geochem_sr.training import TrainConfig, train
+    from geochem_sr.training import TrainConfig, default_margin, train
     from geochem_sr.training.data import centre
     from geochem_sr.training.losses import get_loss
     from geochem_sr.training.runtime import memory_format
@@ -56,9 +56,11 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     ds = gs.build_survey(region.samples_sparse, region.samples_dense, dem=region.dem,
                          geology=region.geology, faults=region.faults,
                          cell_size=region.cell_size, bounds=region.bounds, seed=0)
-    over = {} if args.margin is None else {"margin": args.margin}
+    kwargs = {"base_channels": args.base_channels}
+    margin = default_margin("multilevel_unet", kwargs, 32) if args.margin is None \
+        else args.margin
     cfg = TrainConfig(epochs=args.epochs, patience=None, seed=0, progress=False,
-                      network_kwargs={"base_channels": args.base_channels}, **over)
+                      network_kwargs=kwargs, margin=margin)
     data = prepare_training_data(ds, "auto", patch_size=cfg.patch_size, stride=cfg.stride,
                                  seed=0, margin=cfg.margin)
     t0 = time.perf_counter()

@@ -132,9 +132,11 @@ def test_members_spread_needs_an_ensemble(survey, ensemble):
         bad.check()
 
 
-def test_in_process_cluster_leaves_the_callers_torch_threads(survey, ensemble):
+def test_in_process_cluster_leaves_the_callers_torch_threads(survey, ensemble, monkeypatch):
     from dask.distributed import Client, LocalCluster
 
+    inference.network.clear_cache()  # the network is built (and threads decided) anew
+    monkeypatch.setattr(inference.network, "_THREADS_SET", False)
     torch.set_num_threads(2)
     try:
         with warnings.catch_warnings():
@@ -189,9 +191,11 @@ def test_a_narrow_border_is_one_definition_for_every_path(survey, tmp_path):
     writer still give the one whole-region prediction."""
     import geochem_sr as gs
 
+    survey = learnable_survey(n=192)
     model = _random_unet(survey)
     halo = inference.default_halo(model)
     assert inference.geometry.region_border(model, halo) == 16 < halo
+    assert len(inference.tile_bounds((192, 192), model, 32)[0]) >= 3
     x = stack_inputs(survey, model.channels, model.norm_stats).values
     whole, _ = inference.predict_array(model, x, tile=512)
     tiled, _ = inference.predict_array(model, x, tile=32)

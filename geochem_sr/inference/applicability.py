@@ -31,7 +31,10 @@ def nearest_distance(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
     reference row (squared distance below ``1e-3`` of the reference's mean squared norm,
     where float32 rounding would show) get the distance to it recomputed in float64. Some
     10-40 times faster than a k-d tree in the 20-40 dimensions of a model's inputs, where a
-    tree degenerates to a slower brute force; agrees with it to about ``1e-6`` relative.
+    tree degenerates to a slower brute force. Float32 rounding leaves an error of about
+    ``1e-7`` of the squared norms in the squared distance (``1e-4`` of the squared distance
+    just above the cut-off, far less for the distances the area of applicability compares
+    with its threshold).
 
     Parameters
     ----------
@@ -59,10 +62,11 @@ def nearest_distance(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
             part = torch.addmm(r2, xb, rt).amin(1) + (xb * xb).sum(1)
             d2[start:start + len(xb)] = part.numpy()
         near = np.flatnonzero(d2 < 1e-3 * float(r2.mean()))
-        if near.size:  # exact distance to the nearest row where rounding would show
-            xn = np.asarray(x, np.float64)[near] - centre
-            idx = torch.addmm(r2, xt[near], rt).argmin(1).numpy()
-            d2[near] = ((xn - r64[idx]) ** 2).sum(axis=1)
+        for start in range(0, near.size, NEAREST_CHUNK):  # exact where rounding would show
+            rows = near[start:start + NEAREST_CHUNK]
+            xn = np.asarray(x[rows], np.float64) - centre
+            idx = torch.addmm(r2, xt[rows], rt).argmin(1).numpy()
+            d2[rows] = ((xn - r64[idx]) ** 2).sum(axis=1)
     return np.sqrt(np.maximum(d2, 0.0))
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import shutil
 import warnings
 from pathlib import Path
@@ -106,6 +105,14 @@ def _store_attrs(out: Path) -> dict | None:
 STORE_CHUNK = 512
 
 
+def _chunk_side(tile: int) -> int:
+    """The tile itself up to :data:`STORE_CHUNK`, else its largest divisor up to it (every
+    tile's region then starts on a chunk)."""
+    if tile <= STORE_CHUNK:
+        return tile
+    return max(d for d in range(STORE_CHUNK, 0, -1) if tile % d == 0)
+
+
 def _template(pred: xr.Dataset, tile: int, identity: dict) -> xr.Dataset:
     """A store layout with empty (lazy) data, GIS attributes, provenance and the marker."""
     import dask.array as dsa
@@ -114,7 +121,7 @@ def _template(pred: xr.Dataset, tile: int, identity: dict) -> xr.Dataset:
 
 
     n_el = pred.sizes[schema.ELEMENT]
-    side = math.gcd(int(tile), STORE_CHUNK)  # every tile's region starts on a chunk
+    side = _chunk_side(int(tile))
     chunks = (n_el, min(side, pred.sizes[schema.Y]), min(side, pred.sizes[schema.X]))
     tmpl = pred.copy()
     for name, var in pred.data_vars.items():

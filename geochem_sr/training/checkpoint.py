@@ -124,6 +124,8 @@ def restore_run(run: Run, state: dict[str, Any], setup: dict[str, Any], path: Pa
             f"checkpoint '{path}': written by a different training set-up ("
             + ", ".join(f"{k}: {saved.get(k)!r} there, {setup.get(k)!r} now" for k in diff)
             + "); pass resume=False to start afresh or another checkpoint path"
+            + ("; a checkpoint from before training margins continues with margin=0"
+               if "margin" in diff and saved.get("margin") is None else "")
         )
     run.net.load_state_dict(state["model"])
     run.opt.load_state_dict(state["optimizer"])

@@ -16,7 +16,7 @@ from typing import Any
 from geochem_sr.checks import check_positive_int, is_integer, is_number
 from geochem_sr.errors import ParameterError
 
-__all__ = ["TrainConfig", "TARGET_SCALES", "DEPRECATED_NAMES"]
+__all__ = ["TrainConfig", "TARGET_SCALES", "DEPRECATED_NAMES", "DEFAULT_MARGIN"]
 
 #: Cells of input context around each training patch by default (:attr:`TrainConfig.margin`).
 DEFAULT_MARGIN = 16

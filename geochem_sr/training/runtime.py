@@ -41,6 +41,9 @@ def predict_patches(model: GeoSRModel, x: torch.Tensor, device: str | None = Non
     x : torch.Tensor
         ``(N, C, H, W)`` normalised inputs in the model's channel order (as a
         :class:`geochem_sr.sampling.PatchDataset` yields them); NaN is read as 0 (the mean).
+        For a model trained with a margin the patches are ``size + 2 * margin`` wide and
+        the output is too: its centre (``geochem_sr.training.data.centre``) lines up with
+        the targets.
     device : str, optional
         Where to run (default CUDA when available, else CPU).
 

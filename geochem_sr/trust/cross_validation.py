@@ -53,6 +53,7 @@ def _spec(model: str | GeoSRModel, inputs: str, train_kwargs: dict[str, Any]
         for key in ("stride", "loss", "batch_size"):
             if getattr(model.training, key) is not None:
                 kw[key] = getattr(model.training, key)
+        kw["margin"] = int(model.training.margin or 0)  # files before margins: none
         return model.network_name, model.inputs, {**kw, **train_kwargs}
     if not isinstance(model, str):
         raise ParameterError(
