@@ -101,6 +101,35 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             "load": os.getloadavg()[0]}
 
 
+def _section(record: dict[str, Any]) -> list[str]:
+    """The markdown of one run (one network width)."""
+    runs = {int(k): v for k, v in record["runs"].items()}
+    one = runs[1]
+    share = {int(k): v for k, v in record["pipeline_vs_bare"].items()}
+    speedup, speedup_bare = record["speedup_2_vs_1"], record["speedup_2_vs_1_bare"]
+    lines = [
+        f"## multi-level U-Net base {record['base_channels']}", "",
+        f"`{record['command']}` on {record['machine']}, {record['date']}: the demo's "
+        f"set-up (12.8 km synthetic region, inputs auto, margin {one['margin']}, "
+        f"{one['train_patches']} training and {one['val_patches']} validation patches). "
+        "Seconds per epoch after the first (the first loads the patches and warms the "
+        "kernels up); bare = the same steps and validation forwards over batches made "
+        "beforehand.", "",
+        "| threads | train() epochs | first epoch s | steady s/epoch | bare s/epoch | "
+        "pipeline / bare | load avg at end |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t, r in sorted(runs.items()):
+        lines.append(f"| {t} | {len(r['epoch_s'])} | {r['epoch_s'][0]:.2f} | "
+                     f"{_steady(r['epoch_s']):.2f} | {_steady(r['bare_epoch_s']):.2f} | "
+                     f"{share[t]:.3f} | {r['load']:.1f} |")
+    lines += ["", f"- 2 threads vs 1: **x{speedup:.2f}** (train()), x{speedup_bare:.2f} (bare "
+                  f"loop); goal >= 1.6 -> {'PASS' if speedup >= 1.6 else 'FAIL'}",
+              f"- pipeline / bare at 2 threads: **{share[2]:.3f}**; goal >= 0.85 -> "
+              f"{'PASS' if share[2] >= 0.85 else 'FAIL'}", ""]
+    return lines
+
+
 def _steady(v: list[float]) -> float:
     """Mean seconds per epoch after the first."""
     rest = v[1:] or v
@@ -149,29 +178,17 @@ def main(argv: list[str] | None = None) -> int:
                   "pipeline >= 0.85 of bare at 2 threads": share[2] >= 0.85},
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "training_epochs.json").write_text(json.dumps(record, indent=1))
-    lines = [
-        "# Training epochs on 1 and 2 threads (`benchmarks/bench_epochs.py`)", "",
-        f"`{record['command']}` on {record['machine']}, {record['date']}: the demo's "
-        f"set-up (12.8 km synthetic region, inputs auto, multi-level U-Net base "
-        f"{args.base_channels}, margin {one['margin']}, {one['train_patches']} training and "
-        f"{one['val_patches']} validation patches). Seconds per epoch after the first (the "
-        "first loads the patches and warms the kernels up); bare = the same steps and "
-        "validation forwards over batches made beforehand.", "",
-        "| threads | train() epochs, s | first epoch s | steady s/epoch | bare s/epoch | "
-        "pipeline / bare | load avg at end |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for t, r in runs.items():
-        lines.append(f"| {t} | {len(r['epoch_s'])} | {r['epoch_s'][0]:.2f} | "
-                     f"{_steady(r['epoch_s']):.2f} | {_steady(r['bare_epoch_s']):.2f} | "
-                     f"{share[t]:.3f} | {r['load']:.1f} |")
-    lines += ["", f"- 2 threads vs 1: **x{speedup:.2f}** (train()), x{speedup_bare:.2f} (bare "
-                  f"loop); goal >= 1.6 -> {'PASS' if speedup >= 1.6 else 'FAIL'}",
-              f"- pipeline / bare at 2 threads: **{share[2]:.3f}**; goal >= 0.85 -> "
-              f"{'PASS' if share[2] >= 0.85 else 'FAIL'}", ""]
+    path = RESULTS / "training_epochs.json"
+    allres = json.loads(path.read_text()) if path.exists() else {}
+    if "runs" in allres:  # one result of an earlier layout
+        allres = {f"base {allres['base_channels']}": allres}
+    allres[f"base {args.base_channels}"] = record
+    path.write_text(json.dumps(allres, indent=1))
+    lines = ["# Training epochs on 1 and 2 threads (`benchmarks/bench_epochs.py`)", ""]
+    for rec in sorted(allres.values(), key=lambda r: r["base_channels"]):
+        lines += _section(rec)
     (RESULTS / "training_epochs.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    print("\n".join(_section(record)))
     return 0
 
 
