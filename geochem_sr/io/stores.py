@@ -294,7 +294,8 @@ def store_fingerprint(path: str | os.PathLike) -> str:
 
 
 def decode_attrs(ds: xr.Dataset) -> xr.Dataset:
-    """JSON-text attributes back into dicts, and integer variables back to their dtype.
+    """JSON-text attributes back into dicts, integer variables back to their dtype, small
+    coordinates (``element_units``, ``spatial_ref``) into memory.
 
     xarray decodes an integer array with a ``_FillValue`` (``lithology``: -1) as float with
     NaN; this restores the integer dtype and the fill value, lazily.
@@ -309,6 +310,10 @@ def decode_attrs(ds: xr.Dataset) -> xr.Dataset:
             restored.attrs = dict(var.attrs)
             restored.encoding = dict(var.encoding)
             ds[name] = restored
+    for name in list(ds.coords):
+        coord = ds.coords[name]
+        if name not in ds.indexes and coord.ndim <= 1 and coord.size <= 10_000:
+            coord.load()  # small labels (element_units, spatial_ref): read once, not per use
     for obj in (ds, *ds.variables.values()):
         for key, val in list(obj.attrs.items()):
             if isinstance(val, str) and val[:1] == "{" and key != "_CRS":
