@@ -62,9 +62,10 @@ def run_demo(
     timings: dict[str, float] = {}
 
     region = gs.synthetic_region(seed=seed, size_km=(size_km, size_km))
+    # the README's recipe: the grid spans the sparse samples (as for a user's own survey)
     ds = gs.build_survey(region.samples_sparse, region.samples_dense, dem=region.dem,
                          geology=region.geology, faults=region.faults,
-                         cell_size=region.cell_size, bounds=region.bounds, seed=seed)
+                         cell_size=region.cell_size, seed=seed)
     survey_path = gs.write_survey(ds, out / "survey.zarr")
     ds = gs.open_survey(survey_path)
     timings["build_s"] = time.perf_counter() - t0
