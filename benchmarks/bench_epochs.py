@@ -140,10 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--base-channels", type=int, default=64)
+    p.add_argument("--quick", action="store_true", help="base width 16 (about a minute)")
     p.add_argument("--margin", type=int, default=None, help="default: train()'s")
     p.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.quick:
+        args.base_channels = 16
     if args.child:
         print(json.dumps(child(args)), flush=True)
         return 0

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_gridding.py", "bench_training.py", "bench_inference.py", "trust_figure.py"]
+SCRIPTS = ["bench_gridding.py", "bench_training.py", "bench_epochs.py", "bench_inference.py",
+           "trust_figure.py"]
 
 
 def main() -> int:
