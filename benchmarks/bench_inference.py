@@ -130,7 +130,13 @@ def run_predict(args: argparse.Namespace) -> dict:
 
     import geochem_sr as gs
     from geochem_sr import inference
-    from geochem_sr.inference.geometry import geometry, region_border, round_up
+    from geochem_sr.inference.geometry import (
+        geometry,
+        region_border,
+        round_up,
+        tile_edges,
+        window_context,
+    )
     from geochem_sr.inference.network import network, spread_source
     from geochem_sr.models import GeoSRModel
 
@@ -151,11 +157,13 @@ def run_predict(args: argparse.Namespace) -> dict:
     n_aug = 8 if orientations else 1
     border = region_border(model, halo)
 
-    def ctx(k: int, n_tiles: int) -> int:  # context cells both sides of tile k of n_tiles
-        return (border if k == 0 else halo) + (border if k == n_tiles - 1 else halo)
+    def window(i: int, j: int) -> tuple[int, int]:  # the window the pipeline runs tile (i, j) on
+        (ys, ye), (xs, xe) = yb[i], xb[j]
+        top, bottom, left, right = window_context(tile_edges(i, j, len(yb), len(xb)), halo,
+                                                  border)
+        return round_up(ye - ys + top + bottom, m), round_up(xe - xs + left + right, m)
 
-    windows = [(round_up(ye - ys + ctx(i, len(yb)), m), round_up(xe - xs + ctx(j, len(xb)), m))
-               for i, (ys, ye) in enumerate(yb) for j, (xs, xe) in enumerate(xb)
+    windows = [window(i, j) for i in range(len(yb)) for j in range(len(xb))
                for _ in range(n_aug)]
     # the bare forward over the same cells: the region in tile-size windows, no halo
     cores = [(round_up(ye - ys, m), round_up(xe - xs, m)) for ys, ye in yb for xs, xe in xb]

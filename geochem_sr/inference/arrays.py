@@ -6,7 +6,14 @@ import numpy as np
 
 from geochem_sr.errors import ParameterError
 from geochem_sr.inference.calibration import calibrate_spread
-from geochem_sr.inference.geometry import bounds, chunk_sizes, region_border, resolve_tiling
+from geochem_sr.inference.geometry import (
+    bounds,
+    chunk_sizes,
+    region_border,
+    resolve_tiling,
+    tile_edges,
+    window_context,
+)
 from geochem_sr.inference.network import NetworkRun, device_of
 from geochem_sr.inference.windows import Mosaic, axis_weights, end_pad, predict_windows
 from geochem_sr.models import GeoSRModel
@@ -102,12 +109,10 @@ def predict_array(
     xb = bounds(chunk_sizes(nx, tile, halo))
     wy, wx = axis_weights(yb, blend), axis_weights(xb, blend)
     windows, where = [], []
-    for k, ((ys, ye), (y0, y1, ay)) in enumerate(zip(yb, wy, strict=True)):
-        top = b if k == 0 else halo
-        bottom = b if k == len(yb) - 1 else halo
-        for m, ((xs, xe), (x0, x1, ax)) in enumerate(zip(xb, wx, strict=True)):
-            left = b if m == 0 else halo
-            right = b if m == len(xb) - 1 else halo
+    for i, ((ys, ye), (y0, y1, ay)) in enumerate(zip(yb, wy, strict=True)):
+        for j, ((xs, xe), (x0, x1, ax)) in enumerate(zip(xb, wx, strict=True)):
+            top, bottom, left, right = window_context(
+                tile_edges(i, j, len(yb), len(xb)), halo, b)
             # window = cells [s - context, e + context) of the region; xp starts at -b
             windows.append(end_pad(xp[:, ys - top + b:ye + bottom + b,
                                       xs - left + b:xe + right + b], geom.size_multiple))

@@ -26,6 +26,8 @@ __all__ = [
     "default_halo",
     "default_tile",
     "region_border",
+    "tile_edges",
+    "window_context",
     "resolve_tiling",
     "chunk_sizes",
     "bounds",
@@ -119,6 +121,20 @@ def region_border(model: GeoSRModel, halo: int) -> int:
     if border is None or patch_context(model) is not None:
         return int(halo)
     return round_up(int(border), geometry(model).size_multiple)
+
+
+def tile_edges(i: int, j: int, ny: int, nx: int) -> tuple[bool, bool, bool, bool]:
+    """Which sides (top, bottom, left, right) of tile ``(i, j)`` of ``ny x nx`` tiles are
+    the region's edge."""
+    return i == 0, i == ny - 1, j == 0, j == nx - 1
+
+
+def window_context(edges: tuple[bool, bool, bool, bool], halo: int, border: int
+                   ) -> tuple[int, int, int, int]:
+    """Cells a tile's window reaches past its core on each side (top, bottom, left,
+    right): the reflected ``border`` at the region's edge, real ``halo`` cells inside."""
+    top, bottom, left, right = (border if e else halo for e in edges)
+    return top, bottom, left, right
 
 
 #: Tile sides tried by :func:`default_tile`, largest first.

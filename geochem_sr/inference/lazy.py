@@ -15,7 +15,12 @@ from geochem_sr.errors import ModelMismatchError
 from geochem_sr.features import stack_inputs
 from geochem_sr.inference.applicability import applicability as aoa_of
 from geochem_sr.inference.calibration import apply_residual, shrink_factors
-from geochem_sr.inference.geometry import chunk_sizes, region_border, resolve_tiling
+from geochem_sr.inference.geometry import (
+    chunk_sizes,
+    region_border,
+    resolve_tiling,
+    tile_edges,
+)
 from geochem_sr.inference.inputs import prepare_inputs, sparse_map
 from geochem_sr.inference.network import NetworkRun, device_of, spread_source
 from geochem_sr.inference.windows import predict_block
@@ -66,7 +71,7 @@ def block_task(
     """One Dask task: the extended block of one chunk -> its (residual[, std]) core."""
     info = block_info[None]
     (_, iy, ix), (_, ny, nx) = info["chunk-location"], info["num-chunks"]
-    edges = (iy == 0, iy == ny - 1, ix == 0, ix == nx - 1)
+    edges = tile_edges(iy, ix, ny, nx)
     run = NetworkRun(model, digest, device_of(device), tta, batch_size)
     res, spread = predict_block(x_ext, edges, run, halo=halo, border=border,
                                 size_multiple=size_multiple)

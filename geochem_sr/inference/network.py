@@ -111,9 +111,9 @@ def forward(net: Any, x: np.ndarray, device: str, members: bool = False
             ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Run the network on a batch ``(N, C, H, W)`` float32 -> ``(N, E, H, W)`` float32.
 
-    With ``members`` (an ensemble) the members are run one by one and ``(mean, spread)``
-    is returned: their mean, computed as the ensemble's own forward computes it, and
-    their standard deviation (ddof 0). In a plain process forwards are serialised by a
+    With ``members`` (an ensemble) ``(mean, spread)`` is returned
+    (:meth:`~geochem_sr.models.ensemble.Ensemble.mean_and_spread`: the same mean as its
+    forward, and the members' standard deviation). In a plain process forwards are serialised by a
     lock (each uses torch's own thread pool); in a Dask worker they are not.
     """
     import torch
@@ -125,16 +125,8 @@ def forward(net: Any, x: np.ndarray, device: str, members: bool = False
             t = t.contiguous(memory_format=torch.channels_last)
         if not members:
             return net(t).float().cpu().numpy()  # (channels-last strides; callers copy)
-        outs = [m(t).float() for m in net.members]
-        total = outs[0]
-        for o in outs[1:]:
-            total = total + o
-        mean = total / len(outs)
-        sq = torch.zeros_like(mean)
-        for o in outs:  # deviations from the mean: no cancellation in float32
-            sq.addcmul_(o - mean, o - mean)
-        spread = (sq / len(outs)).sqrt_()
-        return mean.cpu().numpy(), spread.cpu().numpy()
+        mean, spread = net.mean_and_spread(t)
+        return mean.float().cpu().numpy(), spread.float().cpu().numpy()
 
 
 class _NullLock:

@@ -18,7 +18,13 @@ from geochem_sr import schema
 from geochem_sr.errors import GeoSRError, ParameterError
 from geochem_sr.features import stack_inputs, variables_of
 from geochem_sr.inference.calibration import apply_residual, shrink_factors
-from geochem_sr.inference.geometry import bounds, geometry, region_border
+from geochem_sr.inference.geometry import (
+    bounds,
+    geometry,
+    region_border,
+    tile_edges,
+    window_context,
+)
 from geochem_sr.inference.inputs import needs_embedding, prepare_inputs, sparse_map
 from geochem_sr.inference.lazy import ATTR_PREFIX, super_resolve
 from geochem_sr.inference.network import NetworkRun, device_of
@@ -45,12 +51,11 @@ def _read_window(ds: xr.Dataset, model: GeoSRModel, job: TileJob, i: int, j: int
     """Load one tile's extended window (only the variables the channels use), stack it."""
     (ys, ye), (xs, xe) = job.y_bounds[i], job.x_bounds[j]
     ny, nx = len(job.y_bounds), len(job.x_bounds)
-    h = job.halo
-    edges = (i == 0, i == ny - 1, j == 0, j == nx - 1)
-    y0, x0 = ys - (0 if edges[0] else h), xs - (0 if edges[2] else h)
+    edges = tile_edges(i, j, ny, nx)
+    top, bottom, left, right = window_context(edges, job.halo, 0)  # real cells read
+    y0, x0 = ys - top, xs - left
     needed = sorted(set(variables_of(model.channels)) | {schema.LR})
-    win = ds[needed].isel({schema.Y: slice(y0, ye + (0 if edges[1] else h)),
-                           schema.X: slice(x0, xe + (0 if edges[3] else h))})
+    win = ds[needed].isel({schema.Y: slice(y0, ye + bottom), schema.X: slice(x0, xe + right)})
     win = win.compute(scheduler=scheduler)  # numpy from here on
     x = stack_inputs(win, model.channels, model.norm_stats).values
     lr = sparse_map(win, model).values[:, ys - y0:ye - y0, xs - x0:xe - x0]

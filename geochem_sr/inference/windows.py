@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from geochem_sr.inference.calibration import calibrate_spread
-from geochem_sr.inference.geometry import patch_context, round_up
+from geochem_sr.inference.geometry import patch_context, round_up, window_context
 from geochem_sr.inference.network import NetworkRun, predict_whole
 
 __all__ = [
@@ -128,8 +128,8 @@ def predict_block(
     :func:`~geochem_sr.inference.predict_array` pads the whole region. The spread comes
     back calibrated.
     """
-    top, bottom, left, right = (border if e else 0 for e in edges)
-    ctx = [border if e else halo for e in edges]
+    top, bottom, left, right = window_context(edges, 0, border)  # reflected here
+    ctx = window_context(edges, halo, border)
     xp = np.asarray(x_ext, dtype=np.float32)
     if any((top, bottom, left, right)):
         xp = np.pad(xp, ((0, 0), (top, bottom), (left, right)), mode="reflect")

@@ -74,3 +74,16 @@ class Ensemble(SRNetwork):
         for m in self.members[1:]:
             out = out + m(x)
         return out / len(self.members)
+
+    def mean_and_spread(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The members' mean, summed as :meth:`forward` sums it (the same values), and
+        their standard deviation (ddof 0), from deviations (no cancellation in float32)."""
+        outs = [m(x) for m in self.members]
+        total = outs[0]
+        for o in outs[1:]:
+            total = total + o
+        mean = total / len(outs)
+        sq = torch.zeros_like(mean)
+        for o in outs:
+            sq.addcmul_(o - mean, o - mean)
+        return mean, (sq / len(outs)).sqrt_()

@@ -14,7 +14,7 @@ import torch
 import xarray as xr
 
 from geochem_sr import schema
-from geochem_sr.errors import GridError, SchemaError
+from geochem_sr.errors import GridError, ParameterError, SchemaError
 from geochem_sr.features import CHANNEL, N_AUGMENTATIONS, augment
 from geochem_sr.sampling.windows import Window, windows_bbox
 
@@ -90,7 +90,7 @@ class PatchDataset(torch.utils.data.Dataset):
         margin: int = 0,
     ) -> None:
         if int(margin) < 0:
-            raise GridError(f"margin: expected a number of cells >= 0, found {margin!r}")
+            raise ParameterError(f"margin: expected a number of cells >= 0, found {margin!r}")
         if inputs.dims != (CHANNEL, schema.Y, schema.X):
             raise SchemaError(
                 f"inputs: expected dims ('{CHANNEL}', 'y', 'x'), found {inputs.dims}"

@@ -122,11 +122,11 @@ def train(ds: xr.Dataset, network: str = DEFAULT_NETWORK, inputs: str = "auto", 
         network = overrides.pop("model")
     config = TrainConfig.resolve(config, **overrides)
     _check_network(network)
-    if data is not None and config.margin is not None and \
-            config.margin != getattr(data.train, "margin", 0):
+    given = None if data is None else getattr(data.train, "margin", 0)
+    if given is not None and config.margin is not None and config.margin != given:
         raise ParameterError(
             f"margin: {config.margin} asked, but the given patches were prepared with a "
-            f"margin of {getattr(data.train, 'margin', 0)}; prepare them with "
+            f"margin of {given}; prepare them with "
             f"prepare_training_data(..., margin={config.margin}) or leave margin out")
     if config.margin is None and data is None:  # given patches carry their margin
         config = dataclasses.replace(config, margin=default_margin(
