@@ -21,11 +21,20 @@ from geochem_sr.models.records import (
     PredictionSettings,
     TrainingRecord,
 )
-from geochem_sr.models.registry import NETWORK_CLASSES, available_models, get_model, model_class
+from geochem_sr.models.registry import (
+    CELL_MODELS,
+    NETWORK_CLASSES,
+    available_methods,
+    available_models,
+    get_model,
+    model_class,
+)
 
 # the names of the modules that import torch, loaded on first use
 _LAZY, __getattr__, __dir__ = lazy_exports(__name__, {
-    **{name: NETWORK_CLASSES[name] for name in available_models()},
+    **{name: NETWORK_CLASSES[name] for name in available_methods()},
+    "ensemble": "Ensemble",
+    "selection": "Selection",
     "layers": "SmoothReLU ACTIVATIONS count_parameters count_flops",
     "model_file": "GeoSRModel",
     "checks": "check_model",
@@ -35,6 +44,8 @@ _LAZY, __getattr__, __dir__ = lazy_exports(__name__, {
 __all__ = [
     "get_model",
     "available_models",
+    "available_methods",
+    "CELL_MODELS",
     "model_class",
     "network_geometry",
     "PredictionSettings",

@@ -106,13 +106,14 @@ def check_values(model: GeoSRModel, where: str = "model") -> None:
     ModelFileError
         On the first wrong value, naming ``where``, the field and the element or channel.
     """
-    from geochem_sr.models import available_models, model_class
+    from geochem_sr.models import available_methods, model_class
 
     try:
         model_class(model.network_name)
     except ParameterError:
         raise _fail(where, "network_name",
-                    f"one of {available_models() + ['ensemble']}", model.network_name) from None
+                    f"one of {available_methods() + ['ensemble', 'selection']}",
+                    model.network_name) from None
     if not isinstance(model.network_config, Mapping):
         raise _fail(where, "network_config", "a mapping of constructor arguments",
                     model.network_config)
@@ -272,7 +273,9 @@ def check_weights(model: GeoSRModel, where: str = "model") -> None:
         problems.append(f"missing {_listed(missing)}")
     if unexpected:
         problems.append(f"unexpected {_listed(unexpected)}")
-    shapes = sorted(k for k in set(want) & set(have) if want[k] != have[k])
+    sized = {f"{prefix}.{b}" if prefix else b for prefix, mod in net.named_modules()
+             for b in getattr(mod, "sized_by_contents", ())}  # e.g. the trees' text
+    shapes = sorted(k for k in set(want) & set(have) - sized if want[k] != have[k])
     if shapes:
         more = f" and {len(shapes) - _SHOWN} more" if len(shapes) > _SHOWN else ""
         problems.append("shapes differ: " + ", ".join(

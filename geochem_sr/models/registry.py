@@ -16,7 +16,8 @@ from geochem_sr.errors import ParameterError
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
-__all__ = ["get_model", "available_models", "model_class", "NETWORK_CLASSES"]
+__all__ = ["get_model", "available_models", "available_methods", "model_class",
+           "NETWORK_CLASSES", "CELL_MODELS"]
 
 #: Registered name -> class name; the class is defined in ``geochem_sr.models.<name>``,
 #: imported on first use.
@@ -25,21 +26,34 @@ NETWORK_CLASSES: dict[str, str] = {
     "srcnn": "SRCNN",
     "vdsr": "VDSR",
     "unet": "UNet",
+    "trees": "CellTrees",  # per cell: LightGBM on multi-scale features
+    "ridge": "CellRidge",  # per cell: ridge regression on the same features
     "ensemble": "Ensemble",  # of any of the above
+    "selection": "Selection",  # per element, one of several
 }
 #: Registered names that combine other networks (not listed by available_models).
-_COMPOSITE = ("ensemble",)
+_COMPOSITE = ("ensemble", "selection")
+#: Registered names fitted cell by cell in closed form or by boosting, not by gradient
+#: descent on patches (:func:`geochem_sr.training.train` fits them its own way).
+CELL_MODELS: tuple[str, ...] = ("trees", "ridge")
 
 
 def available_models() -> list[str]:
-    """Names accepted by :func:`get_model`.
+    """Names of the networks trained by gradient descent (the paper's four).
 
     Returns
     -------
     list of str
-        ``["multilevel_unet", "srcnn", "vdsr", "unet"]``.
+        ``["multilevel_unet", "srcnn", "vdsr", "unet"]``. The per-cell regressors are
+        :func:`available_methods`.
     """
-    return [n for n in NETWORK_CLASSES if n not in _COMPOSITE]
+    return [n for n in NETWORK_CLASSES if n not in _COMPOSITE and n not in CELL_MODELS]
+
+
+def available_methods() -> list[str]:
+    """Every kind :func:`geochem_sr.training.train` fits: the networks and the per-cell
+    regressors (``"trees"``, ``"ridge"``)."""
+    return available_models() + list(CELL_MODELS)
 
 
 def model_class(name: str) -> type[nn.Module]:
@@ -52,7 +66,7 @@ def model_class(name: str) -> type[nn.Module]:
     """
     if not isinstance(name, str) or name not in NETWORK_CLASSES:  # "ensemble" included
         raise ParameterError(
-            f"model: expected one of {', '.join(available_models())}, found {name!r}"
+            f"model: expected one of {', '.join(available_methods())}, found {name!r}"
         )
     return getattr(importlib.import_module(f"geochem_sr.models.{name}"), NETWORK_CLASSES[name])
 

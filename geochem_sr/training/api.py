@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from geochem_sr import schema
 from geochem_sr.errors import ParameterError
 from geochem_sr.jsonable import to_jsonable
-from geochem_sr.models import GeoSRModel, PredictionSettings, TrainingRecord
+from geochem_sr.models import CELL_MODELS, GeoSRModel, PredictionSettings, TrainingRecord
 from geochem_sr.training.checkpoint import read_checkpoint, restore_run, setup_fingerprint
 from geochem_sr.training.config import DEFAULT_MARGIN, TrainConfig
 from geochem_sr.training.data import TrainingParts, augmentation
@@ -122,6 +122,8 @@ def train(ds: xr.Dataset, network: str = DEFAULT_NETWORK, inputs: str = "auto", 
         network = overrides.pop("model")
     config = TrainConfig.resolve(config, **overrides)
     _check_network(network)
+    if network in CELL_MODELS:
+        return _fit_cells(ds, network, inputs, config, data)
     given = None if data is None else getattr(data.train, "margin", 0)
     if given is not None and config.margin is not None and config.margin != given:
         raise ParameterError(
@@ -187,6 +189,20 @@ def default_margin(network: str, network_kwargs: Any, patch_size: int) -> int:
     margin = min(DEFAULT_MARGIN, max(0, (field - 1) // 2))
     side = -(-(int(patch_size) + 2 * margin) // multiple) * multiple  # rounded up
     return (side - int(patch_size) + 1) // 2
+
+
+def _fit_cells(ds: xr.Dataset, network: str, inputs: str, config: TrainConfig,
+               data: TrainingData | None) -> GeoSRModel:
+    """A per-cell regressor on the same split (:func:`~geochem_sr.training.cells.fit_cells`)."""
+    from geochem_sr.training.cells import fit_cells
+
+    if data is None:
+        from geochem_sr.sampling import prepare_training_data
+
+        data = prepare_training_data(ds, inputs, elements=config.elements,
+                                     splitter=config.splitter, patch_size=config.patch_size,
+                                     stride=config.stride, seed=config.seed)
+    return fit_cells(ds, network, config, data)
 
 
 def _check_network(network: Any) -> None:

@@ -1,0 +1,79 @@
+"""Ridge regression per cell on the multi-scale features of the inputs.
+
+The residual ``log10(hr) - log10(lr)`` of a cell is a linear function of the
+:class:`~geochem_sr.models.cell_features.MultiScale` features around it: a fixed
+convolution followed by a 1x1 one, so a model of this kind is a network like the others
+(same tiles, halo, model file and calibration). :func:`geochem_sr.training.train` fits it
+in closed form with ``network="ridge"``, the penalty chosen per element on the
+validation blocks. Untrained, it predicts no change.
+
+Examples
+--------
+>>> import torch
+>>> net = CellRidge(3, 2, scales=(1.0,))
+>>> net.weight.shape, net.receptive_field
+(torch.Size([2, 9]), 7)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from geochem_sr.models.cell_features import DEFAULT_SCALES, MultiScale
+from geochem_sr.models.layers import SRNetwork
+
+__all__ = ["CellRidge"]
+
+
+class CellRidge(SRNetwork):
+    """A linear map of multi-scale per-cell features to one residual per element.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Input channels and elements.
+    scales : sequence of float, default (2, 5, 12)
+        Standard deviations (cells) of the neighbourhood means.
+
+    Attributes
+    ----------
+    weight : torch.Tensor
+        ``(out_channels, n_features)`` float64 buffer, in the units of the features.
+    bias : torch.Tensor
+        ``(out_channels,)`` float64 buffer.
+    receptive_field : int
+        ``2 * reach + 1`` cells (73 for the default scales).
+    """
+
+    model_name: ClassVar[str] = "ridge"
+
+    def __init__(self, in_channels: int, out_channels: int,
+                 scales: Sequence[float] = DEFAULT_SCALES) -> None:
+        super().__init__()
+        self.features = MultiScale(in_channels, scales)
+        self._set_config(in_channels, out_channels, scales=list(self.features.scales))
+        e = self.config["out_channels"]
+        self.register_buffer("weight", torch.zeros(e, self.features.n_features,
+                                                   dtype=torch.float64))
+        self.register_buffer("bias", torch.zeros(e, dtype=torch.float64))
+
+    @property
+    def receptive_field(self) -> int:
+        """``2 * reach + 1`` cells."""
+        return 2 * self.features.reach + 1
+
+    def predict_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Features ``(n, F)`` float64 -> residuals ``(n, E)`` float32."""
+        w, b = self.weight.detach().cpu().numpy(), self.bias.detach().cpu().numpy()
+        return (np.asarray(rows, np.float64) @ w.T + b).astype(np.float32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` -> residual ``(N, E, H, W)`` float32."""
+        self._check_input(x)
+        f = self.features(x)
+        out = torch.einsum("nfhw,ef->nehw", f, self.weight) + self.bias.view(1, -1, 1, 1)
+        return out.float().contiguous()

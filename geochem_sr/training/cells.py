@@ -1,0 +1,279 @@
+"""Per-cell regressors fitted on the training blocks: LightGBM trees and ridge regression.
+
+:func:`fit_cells` is what :func:`geochem_sr.training.train` runs for ``network="trees"``
+or ``"ridge"``. It uses the same block split, normalisation, leakage gap and validation
+blocks as the networks: the features (:class:`~geochem_sr.models.cell_features.MultiScale`)
+are computed once on the blocks' bounding box widened by their reach (reflected beyond
+the grid, as prediction reflects a region), the training cells fit the model, the
+validation cells stop the boosting and choose the ridge penalty.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from geochem_sr import schema
+from geochem_sr.errors import DataError
+from geochem_sr.jsonable import to_jsonable
+from geochem_sr.models import GeoSRModel, PredictionSettings, TrainingRecord, get_model
+from geochem_sr.sampling import ROLE_TRAIN, ROLE_VAL
+
+if TYPE_CHECKING:  # pragma: no cover
+    import xarray as xr
+
+    from geochem_sr.sampling import TrainingData
+    from geochem_sr.training.config import TrainConfig
+
+__all__ = ["fit_cells", "CellTable", "TREE_PARAMS", "RIDGE_PENALTIES", "MAX_TREE_ROUNDS"]
+
+#: LightGBM settings of every booster: shallow trees, large leaves (neighbouring cells are
+#: strongly correlated, so a leaf of a few cells is a leaf of one place), row and feature
+#: subsampling (which also makes an ensemble's members differ).
+TREE_PARAMS: dict[str, Any] = {
+    "objective": "regression",
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_data_in_leaf": 200,
+    "feature_fraction": 0.7,
+    "bagging_fraction": 0.7,
+    "bagging_freq": 1,
+    "lambda_l2": 10.0,
+    "max_bin": 63,
+    "deterministic": True,
+    "force_row_wise": True,
+    "verbosity": -1,
+}
+#: Most boosting rounds; the validation cells stop it after 100 rounds without progress.
+MAX_TREE_ROUNDS = 2000
+#: Ridge penalties tried (per training cell, on standardised features), chosen per element
+#: on the validation cells.
+RIDGE_PENALTIES: tuple[float, ...] = tuple(float(v) for v in np.logspace(-4, 2, 13))
+#: Side (cells) of the squares resampled to make an ensemble's ridge members differ.
+BOOTSTRAP_SQUARE = 32
+
+
+@dataclasses.dataclass
+class CellTable:
+    """Features and targets of the training and validation cells.
+
+    Attributes
+    ----------
+    train, val : numpy.ndarray
+        ``(n, F)`` float64 features of the cells of each role with every input known.
+    target_train, target_val : numpy.ndarray
+        ``(n, E)`` float64 residual targets (NaN where the dense map is unknown).
+    square_train : numpy.ndarray
+        ``(n,)`` id of the :data:`BOOTSTRAP_SQUARE`-cell square of each training cell.
+    reach : int
+        Cells of input context a feature reads.
+    """
+
+    train: np.ndarray
+    val: np.ndarray
+    target_train: np.ndarray
+    target_val: np.ndarray
+    square_train: np.ndarray
+    reach: int
+
+
+def cell_table(ds: xr.Dataset, data: TrainingData, kind: str, scales: Any) -> CellTable:
+    """Features of the training and validation cells of prepared data (module docstring)."""
+    import torch
+
+    from geochem_sr.features import normalise, stack_inputs, target_residual
+
+    net = get_model(kind, len(data.channels), len(data.elements), **_scales_kw(scales))
+    reach = net.features.reach
+    role = np.asarray(data.roles.values)
+    rows, cols = np.flatnonzero((role > 0).any(1)), np.flatnonzero((role > 0).any(0))
+    ny, nx = role.shape
+    r0, r1 = max(0, rows[0] - reach), min(ny, rows[-1] + 1 + reach)
+    c0, c1 = max(0, cols[0] - reach), min(nx, cols[-1] + 1 + reach)
+    crop = {schema.Y: slice(r0, r1), schema.X: slice(c0, c1)}
+    src = ds.isel(crop)
+    x = np.asarray(normalise(stack_inputs(src, data.channels), data.stats).values,
+                   np.float64)
+    t = np.asarray(target_residual(src, data.elements).values, np.float64)
+    known = np.isfinite(x).all(0)
+    pads = ((0, 0), (reach, reach), (reach, reach))
+    xp = np.pad(np.nan_to_num(x), pads, mode="reflect") if min(x.shape[1:]) > reach \
+        else np.pad(np.nan_to_num(x), pads)
+    with torch.inference_mode():
+        f = net.features(torch.from_numpy(xp)[None])[0].numpy()
+    f = f[:, reach:reach + x.shape[1], reach:reach + x.shape[2]]
+    sub = role[r0:r1, c0:c1]
+    out = {}
+    for code in (ROLE_TRAIN, ROLE_VAL):
+        m = (sub == code) & known & np.isfinite(t).any(0)
+        out[code] = (f[:, m].T.copy(), t[:, m].T.copy(), m)
+    yy, xx = np.nonzero(out[ROLE_TRAIN][2])
+    squares = (yy // BOOTSTRAP_SQUARE) * (x.shape[2] // BOOTSTRAP_SQUARE + 1) \
+        + xx // BOOTSTRAP_SQUARE
+    for code, name in ((ROLE_TRAIN, "training"), (ROLE_VAL, "validation")):
+        if out[code][0].shape[0] == 0:
+            raise DataError(f"{name} cells: expected cells with every input and a dense value "
+                            f"in the {name} blocks, found none")
+    return CellTable(out[ROLE_TRAIN][0], out[ROLE_VAL][0], out[ROLE_TRAIN][1],
+                     out[ROLE_VAL][1], squares, reach)
+
+
+def _scales_kw(scales: Any) -> dict[str, Any]:
+    return {} if scales is None else {"scales": list(scales)}
+
+
+def _fit_trees(table: CellTable, seed: int, threads: int) -> tuple[list[str | None], dict]:
+    import lightgbm
+
+    texts: list[str | None] = []
+    info: dict[str, Any] = {}
+    params = {**TREE_PARAMS, "seed": int(seed), "num_threads": int(threads)}
+    for e in range(table.target_train.shape[1]):
+        tr, va = np.isfinite(table.target_train[:, e]), np.isfinite(table.target_val[:, e])
+        if tr.sum() < 2 * TREE_PARAMS["min_data_in_leaf"] or not va.any():
+            texts.append(None)
+            info[e] = {"rounds": 0}
+            continue
+        dtrain = lightgbm.Dataset(table.train[tr], table.target_train[tr, e],
+                                  params={"max_bin": TREE_PARAMS["max_bin"],
+                                          "verbosity": -1}, free_raw_data=True)
+        dval = lightgbm.Dataset(table.val[va], table.target_val[va, e], reference=dtrain)
+        booster = lightgbm.train(params, dtrain, num_boost_round=MAX_TREE_ROUNDS,
+                                 valid_sets=[dval],
+                                 callbacks=[lightgbm.early_stopping(100, verbose=False)])
+        best = int(booster.best_iteration or booster.current_iteration())
+        texts.append(booster.model_to_string(num_iteration=best))
+        info[e] = {"rounds": best}
+    return texts, info
+
+
+def _fit_ridge(table: CellTable, rng: np.random.Generator | None
+               ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Weights ``(E, F)`` and bias ``(E,)`` in feature units; the penalty per element."""
+    x = table.train
+    idx = np.arange(x.shape[0])
+    if rng is not None:  # resample whole squares: an ensemble member's own training set
+        ids = np.unique(table.square_train)
+        pick = rng.choice(ids, size=ids.size, replace=True)
+        counts = np.bincount(np.searchsorted(ids, pick), minlength=ids.size)
+        idx = np.repeat(idx, counts[np.searchsorted(ids, table.square_train)])
+    mean, std = x[idx].mean(0), x[idx].std(0)
+    std = np.where(std > 1e-12, std, 1.0)
+    e_n, f_n = table.target_train.shape[1], x.shape[1]
+    weight, bias, info = np.zeros((e_n, f_n)), np.zeros(e_n), {}
+    zv = (table.val - mean) / std
+    for e in range(e_n):
+        tr = idx[np.isfinite(table.target_train[idx, e])]
+        va = np.isfinite(table.target_val[:, e])
+        if tr.size < f_n or not va.any():
+            info[e] = {"penalty": None}
+            continue
+        z, y = (x[tr] - mean) / std, table.target_train[tr, e]
+        y0 = y.mean()
+        gram, rhs = z.T @ z, z.T @ (y - y0)
+        best = (np.inf, None, None)
+        for lam in RIDGE_PENALTIES:
+            w = np.linalg.solve(gram + lam * tr.size * np.eye(f_n), rhs)
+            err = float(np.mean((zv[va] @ w + y0 - table.target_val[va, e]) ** 2))
+            if err < best[0]:
+                best = (err, lam, w)
+        _, lam, w = best
+        weight[e] = w / std
+        bias[e] = y0 - float(weight[e] @ mean)
+        info[e] = {"penalty": lam}
+    return weight, bias, info
+
+
+def _member(kind: str, table: CellTable, n_in: int, n_out: int, scales: Any, seed: int,
+            bootstrap: bool) -> tuple[Any, dict]:
+    import torch
+
+    net = get_model(kind, n_in, n_out, **_scales_kw(scales))
+    if kind == "trees":
+        texts, info = _fit_trees(table, seed, torch.get_num_threads())
+        net.set_boosters(texts)
+    else:
+        rng = np.random.default_rng(seed) if bootstrap else None
+        w, b, info = _fit_ridge(table, rng)
+        net.weight.copy_(torch.from_numpy(w))
+        net.bias.copy_(torch.from_numpy(b))
+    return net, info
+
+
+def _val_report(nets: list[Any], table: CellTable, elements: list[str]) -> dict[str, Any]:
+    """Gain of the (mean) prediction over the sparse map on the validation cells."""
+    pred = np.mean([net.predict_rows(table.val) for net in nets], axis=0)
+    per: dict[str, Any] = {}
+    for e, el in enumerate(elements):
+        ok = np.isfinite(table.target_val[:, e])
+        t, p = table.target_val[ok, e], pred[ok, e]
+        rmse_lr = float(np.sqrt(np.mean(t**2))) if t.size else float("nan")
+        rmse = float(np.sqrt(np.mean((t - p) ** 2))) if t.size else float("nan")
+        per[el] = {"rmse_lr": rmse_lr, "rmse_pred": rmse,
+                   "gain": 1 - rmse / rmse_lr if rmse_lr > 0 else float("nan"),
+                   "cells": int(ok.sum())}
+    return per
+
+
+def fit_cells(ds: xr.Dataset, kind: str, config: TrainConfig, data: TrainingData
+              ) -> GeoSRModel:
+    """Fit a per-cell regressor (``"trees"`` or ``"ridge"``) and assemble the model.
+
+    ``config.ensemble = n`` fits ``n`` members (trees: seeds ``seed + i``; ridge: each on
+    its own resample of 32-cell squares of the training blocks) stored as their mean, with
+    their spread behind ``hr_pred_std``. ``config.network_kwargs`` may give ``scales``.
+    """
+    t0 = time.perf_counter()
+    scales = dict(config.network_kwargs or {}).get("scales")
+    table = cell_table(ds, data, kind, scales)
+    n_in, n_out = len(data.channels), len(data.elements)
+    nets, infos = [], []
+    for i in range(int(config.ensemble)):
+        net, info = _member(kind, table, n_in, n_out, scales, int(config.seed) + i,
+                            bootstrap=config.ensemble > 1)
+        nets.append(net)
+        infos.append({data.elements[e]: v for e, v in info.items()})
+    per = _val_report(nets, table, list(data.elements))
+    if len(nets) == 1:
+        name, cfg, state = kind, dict(nets[0].config), nets[0].state_dict()
+    else:
+        first = dict(nets[0].config)
+        name = "ensemble"
+        cfg = {"in_channels": n_in, "out_channels": n_out, "member": kind, "n": len(nets),
+               "member_config": {k: v for k, v in first.items()
+                                 if k not in ("in_channels", "out_channels")}}
+        state = {f"members.{i}.{k}": v for i, n in enumerate(nets)
+                 for k, v in n.state_dict().items()}
+    groups = schema.parse_input_set(data.inputs_set)
+    vocab = ds.attrs.get(schema.ATTR_GEOLOGY_VOCAB) if "geology" in groups else None
+    if vocab is not None and not isinstance(vocab, str):
+        vocab = json.dumps(vocab, default=to_jsonable)
+    units = schema.units_of(ds)
+    record = TrainingRecord(
+        seed=int(config.seed), epochs_run=0, stopped_early=False, split=data.split_summary(),
+        margin=table.reach, loss="mse", device="cpu",
+        ensemble=[{"seed": int(config.seed) + i, "fit": infos[i]} for i in range(len(nets))]
+        if len(nets) > 1 else None)
+    return GeoSRModel(
+        network_name=name,
+        network_config=json.loads(json.dumps(cfg, default=to_jsonable)),
+        state_dict={k: v.detach().clone() for k, v in state.items()},
+        inputs=data.inputs_set,
+        channels=list(data.channels),
+        elements=list(data.elements),
+        units={el: str(units.get(el, "")) for el in data.elements},
+        norm_stats={str(k): (float(v[0]), float(v[1])) for k, v in data.stats.items()},
+        geology_vocabulary=vocab,
+        patch_size=int(data.patch_size),
+        validation={"per_element": per, "fit": infos[0] if len(nets) == 1 else infos,
+                    "cells": {"train": int(table.train.shape[0]),
+                              "val": int(table.val.shape[0])},
+                    "seconds": round(time.perf_counter() - t0, 3)},
+        training=record,
+        prediction=PredictionSettings(context="tile", border=table.reach,
+                                      spread="members" if len(nets) > 1 else None),
+    )

@@ -1,0 +1,114 @@
+"""Per-cell regressors (LightGBM trees, ridge) as model kinds: fitted on the training blocks,
+stored in a model file, calibrated and super-resolved like the networks."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from scipy import ndimage
+
+import geochem_sr as gs
+from geochem_sr import schema
+from geochem_sr.errors import ParameterError
+from geochem_sr.models import GeoSRModel, get_model
+from geochem_sr.models.cell_features import MultiScale
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def planted_survey(n: int = 112, seed: int = 0) -> xr.Dataset:
+    """A survey whose As residual is a function of the terrain (learnable per cell) and
+    whose Cu residual is independent noise (nothing to learn)."""
+    rng = np.random.default_rng(seed)
+    g = schema.make_grid((500000, 4000000, 500000 + n * 50, 4000000 + n * 50), 50.0,
+                         "EPSG:32650")
+    elev = ndimage.gaussian_filter(rng.normal(0, 1, (n, n)), 4)
+    elev = (elev / elev.std() * 80 + 1500).astype("float32")
+    bump = np.tanh((elev - 1500) / 60)
+    lr = 10 ** ndimage.gaussian_filter(rng.normal(0, 0.3, (2, n, n)), 6)
+    t_as = 0.25 * bump + ndimage.gaussian_filter(rng.normal(0, 0.05, (n, n)), 1)
+    t_cu = ndimage.gaussian_filter(rng.normal(0, 0.1, (n, n)), 1)
+    hr = lr * 10 ** np.stack([t_as, t_cu])
+    ds = g.assign(lr=((schema.ELEMENT, schema.Y, schema.X), lr.astype("float32")),
+                  hr=((schema.ELEMENT, schema.Y, schema.X), hr.astype("float32")),
+                  elevation=((schema.Y, schema.X), elev))
+    ds = ds.assign_coords({schema.ELEMENT: ["As", "Cu"],
+                           schema.ELEMENT_UNITS: (schema.ELEMENT, ["ppm", "ppm"])})
+    return gs.add_terrain(ds)
+
+
+@pytest.fixture(scope="module")
+def planted() -> xr.Dataset:
+    return planted_survey()
+
+
+@pytest.fixture(scope="module")
+def fitted(planted) -> dict[str, GeoSRModel]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return {kind: gs.train(planted, kind, "geochem+terrain", seed=0)
+                for kind in ("trees", "ridge")}
+
+
+def test_multiscale_features_of_a_constant_are_the_constant_and_zero_differences():
+    f = MultiScale(1, scales=(1.0, 2.0))
+    out = f(torch.full((1, 1, 20, 20), 3.0))[0, :, 10, 10]
+    assert f.reach == 6 and f.n_features == 5
+    np.testing.assert_allclose(out.numpy(), [3, 3, 0, 3, 0], atol=1e-12)
+    assert f.names(["As"]) == ["As", "As@1", "As-@1", "As@2", "As-@2"]
+
+
+def test_bad_scales_are_a_parameter_error():
+    with pytest.raises(ParameterError, match="scales"):
+        get_model("trees", 3, 2, scales=[])
+    with pytest.raises(ParameterError, match="scales"):
+        get_model("ridge", 3, 2, scales=[-1.0])
+
+
+@pytest.mark.parametrize("kind", ["trees", "ridge"])
+def test_cell_model_learns_the_planted_element_on_validation_blocks(fitted, kind):
+    per = fitted[kind].validation["per_element"]
+    assert per["As"]["gain"] > 0.2, per
+    assert per["Cu"]["gain"] < 0.05, per
+    assert fitted[kind].prediction.context == "tile"
+    assert fitted[kind].prediction.border == 36  # the features reach 3 sigma of 12 cells
+
+
+@pytest.mark.parametrize("kind", ["trees", "ridge"])
+def test_cell_model_file_round_trip_predicts_the_same(fitted, planted, kind, tmp_path):
+    model = fitted[kind]
+    path = model.save(tmp_path / f"{kind}.pt")
+    back = GeoSRModel.load(path)
+    assert back.digest == model.digest
+    a = planted.geosr.super_resolve(model, uncertainty=False)["hr_pred"].values
+    b = planted.geosr.super_resolve(back, uncertainty=False)["hr_pred"].values
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["trees", "ridge"])
+def test_cell_model_tiled_equals_untiled(fitted, planted, kind):
+    model = fitted[kind]
+    whole = planted.geosr.super_resolve(model, uncertainty=False, tile=None)
+    tiled = planted.geosr.super_resolve(model, uncertainty=False, tile=48)
+    np.testing.assert_allclose(tiled["residual_pred"].values, whole["residual_pred"].values,
+                               rtol=0, atol=1e-6)
+
+
+def test_same_seed_same_trees(planted, fitted):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        again = gs.train(planted, "trees", "geochem+terrain", seed=0)
+    assert again.digest == fitted["trees"].digest
+
+
+def test_calibrated_trees_keep_the_learnable_element_only(fitted, planted):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        cal = gs.calibrate(planted, fitted["trees"])
+    assert cal.shrinkage["As"] > 0.5
+    assert cal.shrinkage["Cu"] == 0.0
+    assert cal.validation["per_element"]["As"]["gain"] > 0.15
