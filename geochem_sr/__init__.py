@@ -39,7 +39,7 @@ _LAZY, __getattr__, __dir__ = lazy_exports(__name__, {
     "features": "lr_view add_lr_view",
     "features.covariates": "add_terrain embed_geology",
     "gridding": "grid_samples",
-    "trust": "calibrate cross_validate",
+    "trust": "calibrate cross_validate select",
     "inference": "applicability predict_to_zarr super_resolve",
     "plotting": "plot_map compare_maps",
     "models": "GeoSRModel",

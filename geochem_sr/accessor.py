@@ -75,7 +75,14 @@ class GeoSRAccessor:
     def train(self, network: str = "multilevel_unet", inputs: str = "auto",
               **kwargs: Any) -> GeoSRModel:
         """Train a network on the blocks where both surveys exist
-        (:func:`geochem_sr.training.train`)."""
+        (:func:`geochem_sr.training.train`); ``network="auto"``: per element the best of
+        the network, the per-cell trees and ridge, and the sparse map, chosen on the
+        validation blocks and calibrated (:func:`geochem_sr.trust.select`)."""
+        if network == "auto" or kwargs.get("model") == "auto":
+            from geochem_sr.trust import select
+
+            kwargs.pop("model", None)
+            return select(self._ds, inputs=inputs, **kwargs)
         from geochem_sr.training import train
 
         return train(self._ds, network, inputs, **kwargs)

@@ -112,3 +112,65 @@ def test_calibrated_trees_keep_the_learnable_element_only(fitted, planted):
     assert cal.shrinkage["As"] > 0.5
     assert cal.shrinkage["Cu"] == 0.0
     assert cal.validation["per_element"]["As"]["gain"] > 0.15
+
+
+def test_auto_is_not_a_single_method_for_train(planted):
+    with pytest.raises(ParameterError, match="gs.select"):
+        gs.train(planted, "auto")
+
+
+@pytest.fixture(scope="module")
+def selected(planted, fitted) -> GeoSRModel:
+    """Trees against a network that learned nothing (one epoch at learning rate 0)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        idle = gs.train(planted, "srcnn", "geochem+terrain", seed=0, epochs=1,
+                        learning_rate=1e-12, progress=False)
+        return gs.select(planted, [idle, fitted["trees"]])
+
+
+def test_auto_keeps_the_trees_where_they_win_and_the_sparse_map_elsewhere(selected):
+    table = selected.notes["selection"]
+    assert table["As"]["method"] == "trees"
+    assert table["Cu"]["method"] == "sparse map"
+    assert set(table["As"]["candidates"]) == {"srcnn", "trees"}
+    assert table["As"]["candidates"]["trees"]["gain_val"] > 0.15
+    assert table["As"]["candidates"]["trees"]["gain_val_se"] > 0
+    assert selected.network_name == "selection"
+    assert selected.network_config["choice"] == [0, -1]  # only the trees are stored
+    assert selected.shrinkage["Cu"] == 0.0 and selected.shrinkage["As"] > 0.5
+    text = selected.summary()
+    assert "method per element" in text and "trees" in text and "sparse map" in text
+
+
+def test_auto_model_file_round_trip_and_prediction(selected, planted, tmp_path):
+    back = GeoSRModel.load(selected.save(tmp_path / "auto.pt"))
+    assert back.digest == selected.digest
+    assert back.notes["selection"]["As"]["method"] == "trees"
+    out = planted.geosr.super_resolve(back)
+    res = out["residual_pred"].values
+    assert np.all(res[1][np.isfinite(res[1])] == 0)  # Cu: the sparse map
+    assert np.nanstd(res[0]) > 0.05  # As: the trees' correction
+    assert np.isfinite(out["hr_pred_std"].values[0]).any()
+
+
+def test_auto_returns_the_sparse_map_where_nothing_beats_it(planted, fitted):
+    noise = planted.copy()
+    rng = np.random.default_rng(3)
+    hr = planted["lr"].values * 10 ** ndimage.gaussian_filter(
+        rng.normal(0, 0.1, planted["lr"].shape), (0, 1, 1))
+    noise["hr"] = (planted["hr"].dims, hr.astype("float32"))
+    with pytest.warns(UserWarning, match="As, Cu returned as the sparse map"):
+        model = gs.select(noise, ["ridge"], "geochem+terrain", seed=0)
+    assert {row["method"] for row in model.notes["selection"].values()} == {"sparse map"}
+    assert model.network_config["candidates"] == []
+    out = noise.geosr.super_resolve(model, uncertainty=False)
+    np.testing.assert_array_equal(out["hr_pred"].values, noise["lr"].values)
+
+
+def test_accessor_train_auto_selects(planted, fitted):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = planted.geosr.train("auto", "geochem+terrain", candidates=["ridge"], seed=0)
+    assert model.network_name == "selection"
+    assert model.notes["selection"]["As"]["method"] == "ridge"

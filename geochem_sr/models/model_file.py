@@ -412,8 +412,30 @@ class GeoSRModel:
                 lines.extend(f"  {el}: {v}" for el, v in verdicts if v)
         else:
             lines.append("  no spatial validation report (run ds.geosr.cross_validate)")
+        lines.extend(_selection_lines(self.notes.get("selection")))
         return "\n".join(lines)
 
     def __repr__(self) -> str:
         return (f"GeoSRModel(network={self.network_name!r}, inputs={self.inputs!r}, "
                 f"elements={self.elements}, channels={len(self.channels)})")
+
+
+def _selection_lines(table: Any) -> list[str]:
+    """The summary's table of a selection: per element the winner and every candidate's
+    calibrated validation gain +- its jackknife error."""
+    if not isinstance(table, Mapping) or not table:
+        return []
+    names = list(next(iter(table.values())).get("candidates", {}))
+    lines = ["  method per element, chosen on the validation blocks (calibrated gain there "
+             "+- jackknife error; 'sparse map': none gained):",
+             "  " + f"{'element':<8}{'method':<22}" + "".join(f"{n[:20]:>22}" for n in names)]
+    for el, row in table.items():
+        cells = []
+        for n in names:
+            c = row.get("candidates", {}).get(n, {})
+            g, se = float(c.get("gain_val", np.nan)), float(c.get("gain_val_se", np.nan))
+            cells.append(f"{g:+.3f} +- {se:.3f}" if np.isfinite(se) else f"{g:+.3f}")
+        lines.append("  " + f"{el:<8}{str(row.get('method'))[:21]:<22}"
+                     + "".join(f"{c:>22}" for c in cells))
+    return lines
+

@@ -208,6 +208,10 @@ def _fit_cells(ds: xr.Dataset, network: str, inputs: str, config: TrainConfig,
 def _check_network(network: Any) -> None:
     from geochem_sr.models import model_class
 
+    if network == "auto":
+        raise ParameterError(
+            "network: 'auto' compares several methods and is gs.select(ds) or "
+            "ds.geosr.train('auto'); train() fits one")
     try:
         model_class(network)
     except ParameterError as err:

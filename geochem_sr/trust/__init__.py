@@ -5,6 +5,8 @@
 * :func:`calibrate` -- do-no-harm shrinkage and the standard-deviation scale fitted on the
   validation blocks, the area-of-applicability reference on the training blocks, gains and
   coverage measured on the test blocks (:mod:`.calibrate`, :mod:`.shrinkage`, :mod:`.aoa`);
+* :func:`select` -- per element, the best of several methods (networks, per-cell trees
+  or ridge, the sparse map itself) on the validation blocks (:mod:`.selection`);
 * :func:`trust_report` -- one table per element (:mod:`.report`);
 * block roles: :class:`RolesSplitter`, :func:`training_roles`, :func:`default_blocks`
   (:mod:`.roles`).
@@ -21,6 +23,7 @@ from geochem_sr.trust.cross_validation import cross_validate
 from geochem_sr.trust.cv_report import CrossValidationReport
 from geochem_sr.trust.report import trust_report
 from geochem_sr.trust.roles import RolesSplitter, default_blocks, training_roles
+from geochem_sr.trust.selection import DEFAULT_CANDIDATES, SPARSE_MAP, select
 from geochem_sr.trust.shrinkage import (
     COVERAGE_1STD,
     MIN_GAIN,
@@ -32,6 +35,9 @@ __all__ = [
     "cross_validate",
     "CrossValidationReport",
     "calibrate",
+    "select",
+    "DEFAULT_CANDIDATES",
+    "SPARSE_MAP",
     "trust_report",
     "RolesSplitter",
     "default_blocks",

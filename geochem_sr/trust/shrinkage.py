@@ -61,6 +61,20 @@ def _jackknife_se(num: np.ndarray, den: np.ndarray) -> float:
     return float(np.sqrt((g - 1) / g * np.sum((loo - loo.mean()) ** 2)))
 
 
+def _jackknife_gain_se(num: np.ndarray, den: np.ndarray, tt: np.ndarray, s: float) -> float:
+    """Delete-one-group jackknife standard error of the gain ``1 - sqrt(sum(err^2) /
+    sum(t^2))`` of ``s * r`` (``err^2 = t^2 - 2 s r t + s^2 r^2`` summed per group)."""
+    g = num.size
+    if g < 2:
+        return math.nan
+    ee = tt - 2 * s * num + s * s * den
+    tt_rest = tt.sum() - tt
+    if (tt_rest <= 0).any():
+        return math.nan
+    loo = 1.0 - np.sqrt(np.maximum(ee.sum() - ee, 0.0) / tt_rest)
+    return float(np.sqrt((g - 1) / g * np.sum((loo - loo.mean()) ** 2)))
+
+
 def _bootstrap_gain(num: np.ndarray, den: np.ndarray, tt: np.ndarray, s: float) -> float:
     """Block-bootstrap lower bound (level :data:`LCB_ALPHA`) on the gain of the factor ``s``.
 
@@ -121,6 +135,7 @@ def _shrinkage(rv: np.ndarray, tv: np.ndarray, gv: np.ndarray, min_gain: float
     info = {"shrinkage_ls": s_ls, "shrinkage_se": se if math.isfinite(se) else math.nan,
             "val_blocks": int(groups.size), "evidence_blocks": n_units,
             "gain_val_lcb": lcb, "gain_val": 0.0 if reason else gain,
+            "gain_val_se": 0.0 if reason else _jackknife_gain_se(num_g, den_g, tt_g, s),
             "shrinkage": 0.0 if reason else s}
     return info, reason
 
