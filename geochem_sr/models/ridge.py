@@ -72,8 +72,12 @@ class CellRidge(SRNetwork):
         return (np.asarray(rows, np.float64) @ w.T + b).astype(np.float32)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, C, H, W)`` -> residual ``(N, E, H, W)`` float32."""
+        """``(N, C, H, W)`` -> residual ``(N, E, H, W)`` float32, a strip of rows at a time
+        (:meth:`~geochem_sr.models.cell_features.MultiScale.strips`)."""
         self._check_input(x)
-        f = self.features(x)
-        out = torch.einsum("nfhw,ef->nehw", f, self.weight) + self.bias.view(1, -1, 1, 1)
-        return out.float().contiguous()
+        n, _, h, w = x.shape
+        out = np.zeros((n, h, w, self.config["out_channels"]), np.float32)
+        for i, r0, r1, f in self.features.strips(x):
+            out[i, r0:r1] = self.predict_rows(f.reshape(-1, f.shape[-1])).reshape(
+                r1 - r0, w, -1)
+        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous().to(x.device)

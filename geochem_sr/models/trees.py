@@ -31,13 +31,7 @@ from geochem_sr.errors import ModelFileError
 from geochem_sr.models.cell_features import DEFAULT_SCALES, MultiScale
 from geochem_sr.models.layers import SRNetwork
 
-__all__ = ["CellTrees", "cell_matrix"]
-
-
-def cell_matrix(features: torch.Tensor) -> np.ndarray:
-    """``(N, F, H, W)`` features -> ``(N * H * W, F)`` float64 rows, cell by cell."""
-    n, f, h, w = features.shape
-    return features.permute(0, 2, 3, 1).reshape(n * h * w, f).detach().cpu().numpy()
+__all__ = ["CellTrees"]
 
 
 class CellTrees(SRNetwork):
@@ -122,9 +116,12 @@ class CellTrees(SRNetwork):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, C, H, W)`` -> residual ``(N, E, H, W)`` float32."""
+        """``(N, C, H, W)`` -> residual ``(N, E, H, W)`` float32, a strip of rows at a time
+        (:meth:`~geochem_sr.models.cell_features.MultiScale.strips`)."""
         self._check_input(x)
         n, _, h, w = x.shape
-        out = self.predict_rows(cell_matrix(self.features(x)))
-        res = torch.from_numpy(out.reshape(n, h, w, -1)).permute(0, 3, 1, 2)
-        return res.contiguous().to(x.device)
+        out = np.zeros((n, h, w, self.config["out_channels"]), np.float32)
+        for i, r0, r1, f in self.features.strips(x):
+            out[i, r0:r1] = self.predict_rows(f.reshape(-1, f.shape[-1])).reshape(
+                r1 - r0, w, -1)
+        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous().to(x.device)

@@ -83,7 +83,6 @@ class CellTable:
 
 def cell_table(ds: xr.Dataset, data: TrainingData, kind: str, scales: Any) -> CellTable:
     """Features of the training and validation cells of prepared data (module docstring)."""
-    import torch
 
     from geochem_sr.features import normalise, stack_inputs, target_residual
 
@@ -100,17 +99,21 @@ def cell_table(ds: xr.Dataset, data: TrainingData, kind: str, scales: Any) -> Ce
                    np.float64)
     t = np.asarray(target_residual(src, data.elements).values, np.float64)
     known = np.isfinite(x).all(0)
-    pads = ((0, 0), (reach, reach), (reach, reach))
-    xp = np.pad(np.nan_to_num(x), pads, mode="reflect") if min(x.shape[1:]) > reach \
-        else np.pad(np.nan_to_num(x), pads)
-    with torch.inference_mode():
-        f = net.features(torch.from_numpy(xp)[None])[0].numpy()
-    f = f[:, reach:reach + x.shape[1], reach:reach + x.shape[2]]
+    xp = np.pad(x, ((0, 0), (reach, reach), (reach, reach)), mode="reflect") \
+        if min(x.shape[1:]) > reach else np.pad(x, ((0, 0), (reach, reach), (reach, reach)))
     sub = role[r0:r1, c0:c1]
-    out = {}
-    for code in (ROLE_TRAIN, ROLE_VAL):
-        m = (sub == code) & known & np.isfinite(t).any(0)
-        out[code] = (f[:, m].T.copy(), t[:, m].T.copy(), m)
+    masks = {code: (sub == code) & known & np.isfinite(t).any(0)
+             for code in (ROLE_TRAIN, ROLE_VAL)}
+    rows: dict[int, list[np.ndarray]] = {ROLE_TRAIN: [], ROLE_VAL: []}
+    for _, a, b, f in net.features.strips(xp[None]):  # rows of the reflected crop
+        lo, hi = max(a, reach), min(b, reach + x.shape[1])
+        if lo >= hi:
+            continue
+        block = f[lo - a:hi - a, reach:reach + x.shape[2]]
+        for code in rows:
+            rows[code].append(block[masks[code][lo - reach:hi - reach]])
+    out = {code: (np.concatenate(rows[code]), t[:, masks[code]].T.copy(), masks[code])
+           for code in rows}
     yy, xx = np.nonzero(out[ROLE_TRAIN][2])
     squares = (yy // BOOTSTRAP_SQUARE) * (x.shape[2] // BOOTSTRAP_SQUARE + 1) \
         + xx // BOOTSTRAP_SQUARE

@@ -128,10 +128,12 @@ def calibrate(
     GeoSRModel
         A copy with ``shrinkage``, ``std_scale``, ``prediction.std_floor``, ``aoa`` and
         ``validation`` filled. ``validation["per_element"][el]`` holds, measured on the
-        test blocks: ``rmse_lr``, ``rmse_pred`` (with shrinkage), ``gain``, ``gain_raw``
-        (without), ``coverage_1std``, ``coverage_2std``, ``cells``; and from the validation
-        blocks ``shrinkage``, ``shrinkage_ls``, ``std_scale``, ``std_floor``, ``gain_val``,
-        ``coverage_1std_val``, ``cells_val`` (and ``reason`` when shrunk to 0).
+        test blocks: ``rmse_lr``, ``rmse_pred`` (with shrinkage), ``gain`` and ``gain_se``
+        (its delete-one-block jackknife error), ``gain_raw`` (without shrinkage),
+        ``coverage_1std``, ``coverage_2std``, ``cells``; and from the validation blocks
+        ``shrinkage``, ``shrinkage_ls``, ``std_scale``, ``std_floor``, ``gain_val`` and
+        ``gain_val_se``, ``coverage_1std_val``, ``cells_val`` (and ``reason`` when shrunk
+        to 0).
         ``validation["shrunk_to_zero"]`` maps those elements to the reason. Training's
         own per-element report moves to ``validation["training_per_element"]``.
 

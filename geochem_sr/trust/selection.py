@@ -105,7 +105,7 @@ def _compare(calibrated: list[tuple[str, GeoSRModel]], elements: Sequence[str]
             rows[name] = {k: float(r.get(k2, math.nan)) for k, k2 in (
                 ("gain_val", "gain_val"), ("gain_val_se", "gain_val_se"),
                 ("gain_val_lcb", "gain_val_lcb"), ("shrinkage", "shrinkage"),
-                ("gain_test", "gain"))}
+                ("gain_test", "gain"), ("gain_test_se", "gain_se"))}
         kept = {n: r["gain_val"] for n, r in rows.items() if r["shrinkage"] > 0}
         best = max(kept, key=lambda n: kept[n]) if kept else SPARSE_MAP
         table[el] = {"method": best, "candidates": rows}
@@ -179,8 +179,9 @@ def select(ds: xr.Dataset, candidates: Sequence[str | GeoSRModel] = DEFAULT_CAND
         ``method`` (the winner, or ``"sparse map"``) and, per candidate, ``gain_val``
         (calibrated gain on the validation blocks, what the choice is made on),
         ``gain_val_se`` (its delete-one-block jackknife error), ``gain_val_lcb``,
-        ``shrinkage`` and ``gain_test`` (on the test blocks, for the record: not used to
-        choose). ``model.validation`` is the calibration of the selection itself.
+        ``shrinkage``, ``gain_test`` and ``gain_test_se`` (on the test blocks, for the
+        record: not used to choose). ``model.validation`` is the calibration of the
+        selection itself.
 
     Raises
     ------

@@ -193,10 +193,24 @@ def element_calibration(r: np.ndarray, sd: np.ndarray, t: np.ndarray, roles: np.
         floor, scale = 1e-6, math.nan
     out["std_floor"], out["std_scale"] = float(floor), float(scale)
     out.update(_scores(r[test], sd[test], t[test], s, scale, floor))
+    out["gain_se"] = _test_gain_se(r[test], t[test], groups[test], s)
     if unit_m:
         out["evidence_block_m"] = float(unit_m)
     out["verdict"] = verdict(out, unit_m)
     return out
+
+
+def _test_gain_se(r: np.ndarray, t: np.ndarray, g: np.ndarray, s: float) -> float:
+    """Delete-one-block jackknife standard error of the test gain (NaN with < 2 blocks)."""
+    if t.size == 0:
+        return math.nan
+    r, t = np.asarray(r, np.float64), np.asarray(t, np.float64)
+    _, inv = np.unique(g, return_inverse=True)
+    n = int(inv.max()) + 1
+    num = np.bincount(inv, weights=r * t, minlength=n)
+    den = np.bincount(inv, weights=r * r, minlength=n)
+    tt = np.bincount(inv, weights=t * t, minlength=n)
+    return _jackknife_gain_se(num, den, tt, s)
 
 
 def _scores(r: np.ndarray, sd: np.ndarray, t: np.ndarray, s: float, scale: float,
