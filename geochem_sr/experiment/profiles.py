@@ -25,6 +25,7 @@ __all__ = [
     "TABLE_COLUMNS",
     "Log",
     "paper_training",
+    "toolkit_margin",
     "Profile",
     "PROFILES",
     "get_profile",
@@ -40,7 +41,7 @@ NETWORK_LABELS: dict[str, str] = {
 INPUT_SETS: tuple[str, ...] = ("geochem+terrain+geology", "geochem+terrain", "geochem")
 #: Input set of the toolkit-default row (every group the survey provides).
 TOOLKIT_INPUTS = "auto"
-TOOLKIT_LABEL = "Multi-level U-Net, all input groups, ensemble (toolkit)"
+TOOLKIT_LABEL = "Multi-level U-Net base 16, all input groups, ensemble (toolkit recipe)"
 #: What a geochemist would use instead, in table order.
 BASELINES: tuple[str, ...] = ("sparse", "idw", "kriging", "regression_kriging")
 BASELINE_LABELS: dict[str, str] = {
@@ -102,7 +103,12 @@ class Profile:
         survey provides (``inputs="auto"``: + fault and contact distances + the ``unseen``
         channels) with the toolkit's learning rate, on the same split.
     toolkit_ensemble : int
-        Networks averaged in the toolkit row (``train(ensemble=...)``).
+        Networks averaged in the toolkit row (``train(ensemble=...)``), and members of the
+        per-cell methods' ensembles.
+    toolkit_kwargs : mapping
+        Network arguments of the toolkit row (the README's recipe: base width 16); it is
+        trained with the toolkit's default margin of input context
+        (:func:`toolkit_margin`), so it predicts whole tiles.
     network_kwargs : mapping
         Network name -> extra constructor arguments (empty: the paper's networks).
     cv_folds : int
@@ -121,6 +127,8 @@ class Profile:
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     toolkit_row: bool = True
     toolkit_ensemble: int = 3
+    toolkit_kwargs: Mapping[str, Any] = dataclasses.field(
+        default_factory=lambda: {"base_channels": 16})
     network_kwargs: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     cv_folds: int = 0
     k: int = 16
@@ -136,7 +144,9 @@ class Profile:
             self.training, seed=seed, network_kwargs=dict(self.network_kwargs.get(network, {})))
         if toolkit:
             config = dataclasses.replace(config, learning_rate=TrainConfig().learning_rate,
-                                         ensemble=self.toolkit_ensemble)
+                                         ensemble=self.toolkit_ensemble,
+                                         network_kwargs=dict(self.toolkit_kwargs),
+                                         margin=toolkit_margin(self))
         return config
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,6 +158,7 @@ class Profile:
             "stride": t.stride, "block_cells": self.block_cells, "gap": self.gap,
             "fractions": list(self.fractions), "lr": t.learning_rate, "lr_step": t.lr_step,
             "toolkit_row": self.toolkit_row, "toolkit_ensemble": self.toolkit_ensemble,
+            "toolkit_kwargs": dict(self.toolkit_kwargs), "toolkit_margin": toolkit_margin(self),
             "loss": t.loss, "target_scale": t.target_scale,
             "model_kwargs": {k: dict(v) for k, v in self.network_kwargs.items()},
             "cv_folds": self.cv_folds, "k": self.k, "description": self.description,
@@ -167,6 +178,7 @@ PROFILES: dict[str, Profile] = {
         name="smoke", size_km=(3.2, 3.2),
         training=paper_training(epochs=1, patience=None, patch_size=16, stride=4),
         block_cells=20, gap=0, network_kwargs=_SMOKE_NETS,
+        toolkit_kwargs={"base_channels": 4},
         description="layout and determinism check only: tiny region, 1 epoch, shrunken "
                     "networks; the numbers mean nothing",
     ),
@@ -186,6 +198,15 @@ PROFILES: dict[str, Profile] = {
                     "multi-level U-Net",
     ),
 }
+
+
+def toolkit_margin(profile: Profile) -> int:
+    """The margin of input context of the toolkit row: :func:`geochem_sr.training.default_margin`
+    of the multi-level U-Net with :attr:`Profile.toolkit_kwargs`."""
+    from geochem_sr.training import default_margin
+
+    return default_margin("multilevel_unet", profile.toolkit_kwargs,
+                          profile.training.patch_size)
 
 
 def get_profile(profile: str | Profile) -> Profile:

@@ -19,7 +19,14 @@ import pandas as pd
 from geochem_sr import schema
 from geochem_sr.errors import SchemaError
 from geochem_sr.experiment.findings import check_expectations
-from geochem_sr.experiment.profiles import INPUT_SETS, NETWORK_LABELS, TABLE_COLUMNS
+from geochem_sr.experiment.methods import METHOD_LABELS
+from geochem_sr.experiment.methods_report import methods_checks, methods_lines
+from geochem_sr.experiment.profiles import (
+    BASELINE_LABELS,
+    INPUT_SETS,
+    NETWORK_LABELS,
+    TABLE_COLUMNS,
+)
 from geochem_sr.jsonable import to_jsonable
 
 __all__ = [
@@ -211,6 +218,7 @@ def _markdown(result: dict[str, Any], notes: str) -> str:
         *_main_table(nets),
         "",
         *_toolkit_lines(rows),
+        *methods_lines(rows, elements, {**BASELINE_LABELS, **METHOD_LABELS}),
         "Baselines on the same windows (Geochem/Topo/Geology: what the method uses):",
         "",
         *_main_table(base),
@@ -336,6 +344,7 @@ def render_results(json_path: str | os.PathLike) -> Path:
                           f"found {result.get('format')!r}")
     md_path = json_path.with_suffix(".md")
     result["findings"], checks = check_expectations(result["rows"])
+    checks["methods"] = methods_checks(result["rows"], result["data"]["elements"])
     result["checks"] = to_jsonable(checks)
     write_markdown(result, md_path)
     json_path.write_text(json.dumps(result, indent=1), encoding="utf-8")

@@ -26,6 +26,8 @@ from geochem_sr.experiment.baselines import classical_baselines
 from geochem_sr.experiment.cache import RowCache, source_digest
 from geochem_sr.experiment.figure import crop, figure_box, figure_elements, write_figure
 from geochem_sr.experiment.findings import check_expectations
+from geochem_sr.experiment.methods import method_rows
+from geochem_sr.experiment.methods_report import methods_checks
 from geochem_sr.experiment.networks import (
     cross_validate_network,
     predict_map,
@@ -47,6 +49,7 @@ from geochem_sr.experiment.profiles import (
     Profile,
     get_profile,
     row_key,
+    toolkit_margin,
 )
 from geochem_sr.experiment.report import RESULT_FORMAT, write_markdown
 from geochem_sr.experiment.scoring import as_prediction, score_map, truth_on_grid, truth_rmse
@@ -127,9 +130,11 @@ def _training_data(ds: xr.Dataset, profile: Profile, seed: int) -> dict[str, Tra
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*narrower than the patch size.*")
         for inputs in (*INPUT_SETS, TOOLKIT_INPUTS) if profile.toolkit_row else INPUT_SETS:
+            margin = toolkit_margin(profile) if inputs == TOOLKIT_INPUTS else 0
             out[inputs] = prepare_training_data(ds, inputs, splitter=splitter,
                                                 patch_size=profile.training.patch_size,
-                                                stride=profile.training.stride, seed=seed)
+                                                stride=profile.training.stride, seed=seed,
+                                                margin=margin)
     ref = out[INPUT_SETS[0]]
     for inputs, data in out.items():
         same = (data.test_windows == ref.test_windows and data.train_windows ==
@@ -269,11 +274,13 @@ def run_experiment(
     timings["networks_s"] = time.perf_counter() - t_nets - t_trust
     timings["trust_s"] = t_trust
     if prof.toolkit_row:
-        hit = cache.get("toolkit")
-        if hit is None:
-            w0 = time.perf_counter()
+        t0 = time.perf_counter()
+        hit, methods = cache.get("toolkit"), cache.get("methods")
+        if hit is None or methods is None:
+            w0, c0 = time.perf_counter(), time.process_time()
             model, notes = train_network(ds, datas[TOOLKIT_INPUTS], "multilevel_unet", prof, seed,
                                          toolkit=True)
+            train_cpu = time.process_time() - c0
             pred = predict_map(ds, model)
             row = {"key": "toolkit", "kind": "toolkit", "network": "multilevel_unet",
                    "inputs": datas[TOOLKIT_INPUTS].inputs_set, "label": TOOLKIT_LABEL,
@@ -283,14 +290,20 @@ def run_experiment(
                    "seconds": time.perf_counter() - w0}
             cache.put("toolkit", row, {})
             log(f"toolkit: RMSE {row['scores']['rmse_log10']:.4f}, {row['seconds']:.0f} s")
+            methods = ({"rows": method_rows(ds, datas[TOOLKIT_INPUTS], model, train_cpu, prof,
+                                            seed, truth, windows, log)}, {})
+            cache.put("methods", *methods)
         else:
             row, _ = hit
         rows.append(row)
+        rows.extend(methods[0]["rows"])
+        timings["methods_s"] = time.perf_counter() - t0
 
     # rows in table order: networks (paper's order) then baselines
-    rows = [r for kind in ("network", "toolkit", "baseline") for r in rows
+    rows = [r for kind in ("network", "toolkit", "method", "baseline") for r in rows
             if r["kind"] == kind]
     findings, checks = check_expectations(rows)
+    checks["methods"] = methods_checks(rows, elements)
     lr_row = next(r for r in rows if r["key"] == "sparse")
     hr_rmse, hr_per_element = truth_rmse(truth, as_prediction(ds[schema.HR], ds, elements),
                                          windows)

@@ -87,10 +87,11 @@ def _train_candidates(ds: xr.Dataset, candidates: Sequence[Any], inputs: str,
     return out
 
 
-def _quiet_calibrate(ds: xr.Dataset, model: GeoSRModel, progress: bool) -> GeoSRModel:
+def _quiet_calibrate(ds: xr.Dataset, model: GeoSRModel, progress: bool, roles: Any
+                     ) -> GeoSRModel:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return calibrate(ds, model, progress=progress)
+        return calibrate(ds, model, progress=progress, roles=roles)
 
 
 def _compare(calibrated: list[tuple[str, GeoSRModel]], elements: Sequence[str]
@@ -151,7 +152,8 @@ def _composite(calibrated: list[tuple[str, GeoSRModel]], table: dict[str, dict[s
 
 
 def select(ds: xr.Dataset, candidates: Sequence[str | GeoSRModel] = DEFAULT_CANDIDATES,
-           inputs: str = "auto", *, progress: bool = False, **overrides: Any) -> GeoSRModel:
+           inputs: str = "auto", *, roles: Any = None, progress: bool = False,
+           **overrides: Any) -> GeoSRModel:
     """Train the candidates, keep per element the one that gains most on validation blocks.
 
     Parameters
@@ -164,6 +166,9 @@ def select(ds: xr.Dataset, candidates: Sequence[str | GeoSRModel] = DEFAULT_CAND
         candidate.
     inputs : str, default "auto"
         Input set of the candidates trained here.
+    roles : xarray.DataArray or numpy.ndarray, optional
+        Block roles to calibrate and choose on (:func:`~geochem_sr.trust.calibrate`);
+        default: those the candidates were trained with.
     progress : bool, default False
         Show progress of the held-out predictions.
     **overrides
@@ -201,9 +206,9 @@ def select(ds: xr.Dataset, candidates: Sequence[str | GeoSRModel] = DEFAULT_CAND
     the test-block scores of the returned model are not: no candidate saw those blocks.
     """
     fitted = _train_candidates(ds, candidates, inputs, overrides)
-    calibrated = [(n, _quiet_calibrate(ds, m, progress)) for n, m in fitted]
+    calibrated = [(n, _quiet_calibrate(ds, m, progress, roles)) for n, m in fitted]
     table = _compare(calibrated, calibrated[0][1].elements)
-    model = _quiet_calibrate(ds, _composite(calibrated, table), progress)
+    model = _quiet_calibrate(ds, _composite(calibrated, table), progress, roles)
     for el, row in table.items():  # the composite's own verdict where it differs
         cal = model.validation["per_element"].get(el, {})
         if row["method"] != SPARSE_MAP and not cal.get("shrinkage", 0) > 0:
