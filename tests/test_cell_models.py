@@ -133,11 +133,11 @@ def test_auto_keeps_the_trees_where_they_win_and_the_sparse_map_elsewhere(select
     table = selected.notes["selection"]
     assert table["As"]["method"] == "trees"
     assert table["Cu"]["method"] == "sparse map"
-    assert set(table["As"]["candidates"]) == {"srcnn", "trees"}
+    assert set(table["As"]["candidates"]) == {"srcnn", "trees", "mean of srcnn + trees"}
     assert table["As"]["candidates"]["trees"]["gain_val"] > 0.15
     assert table["As"]["candidates"]["trees"]["gain_val_se"] > 0
     assert selected.network_name == "selection"
-    assert selected.network_config["choice"] == [0, -1]  # only the trees are stored
+    assert selected.network_config["weights"] == [[1.0], [0.0]]  # only the trees are stored
     assert selected.shrinkage["Cu"] == 0.0 and selected.shrinkage["As"] > 0.5
     text = selected.summary()
     assert "method per element" in text and "trees" in text and "sparse map" in text
@@ -174,3 +174,24 @@ def test_accessor_train_auto_selects(planted, fitted):
         model = planted.geosr.train("auto", "geochem+terrain", candidates=["ridge"], seed=0)
     assert model.network_name == "selection"
     assert model.notes["selection"]["As"]["method"] == "ridge"
+
+
+def test_selection_weights_mix_candidates_and_their_spread():
+    from geochem_sr.models.selection import Selection
+
+    torch.manual_seed(0)
+    net = Selection(3, 2, candidates=[{"name": "ridge", "config": {"scales": [1.0]}},
+                                      {"name": "ridge", "config": {"scales": [1.0]}}],
+                    weights=[[0.5, 0.5], [0.0, 1.0]])
+    for k, member in enumerate(net.members):
+        member.weight.normal_()
+        member.bias.fill_(float(k))
+    x = torch.randn(1, 3, 10, 10)
+    a, b = net.members[0](x), net.members[1](x)
+    mean, spread = net.mean_and_spread(x)
+    torch.testing.assert_close(mean[:, 0], (a[:, 0] + b[:, 0]) / 2)
+    torch.testing.assert_close(mean[:, 1], b[:, 1])
+    torch.testing.assert_close(spread[:, 0], (a[:, 0] - b[:, 0]).abs() / 2)  # two points
+    assert float(spread[:, 1].abs().max()) == 0.0
+    with pytest.raises(ParameterError, match="weights"):
+        Selection(3, 2, candidates=[{"name": "ridge"}], weights=[[0.5], [1.0]])

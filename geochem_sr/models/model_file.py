@@ -421,21 +421,27 @@ class GeoSRModel:
 
 
 def _selection_lines(table: Any) -> list[str]:
-    """The summary's table of a selection: per element the winner and every candidate's
-    calibrated validation gain +- its jackknife error."""
+    """The summary's lines of a selection: per element the winner (a candidate, a mean of
+    candidates or the sparse map) with its calibrated validation gain +- jackknife error,
+    and the best other option."""
     if not isinstance(table, Mapping) or not table:
         return []
-    names = list(next(iter(table.values())).get("candidates", {}))
     lines = ["  method per element, chosen on the validation blocks (calibrated gain there "
-             "+- jackknife error; 'sparse map': none gained):",
-             "  " + f"{'element':<8}{'method':<22}" + "".join(f"{n[:20]:>22}" for n in names)]
-    for el, row in table.items():
-        cells = []
-        for n in names:
-            c = row.get("candidates", {}).get(n, {})
-            g, se = float(c.get("gain_val", np.nan)), float(c.get("gain_val_se", np.nan))
-            cells.append(f"{g:+.3f} +- {se:.3f}" if np.isfinite(se) else f"{g:+.3f}")
-        lines.append("  " + f"{el:<8}{str(row.get('method'))[:21]:<22}"
-                     + "".join(f"{c:>22}" for c in cells))
-    return lines
+             "+- jackknife error):"]
 
+    def gain(row: Mapping[str, Any]) -> str:
+        g, se = float(row.get("gain_val", np.nan)), float(row.get("gain_val_se", np.nan))
+        return f"{g:+.3f} +- {se:.3f}" if np.isfinite(se) else f"{g:+.3f}"
+
+    for el, row in table.items():
+        options = row.get("candidates", {}) if isinstance(row, Mapping) else {}
+        method = str(row.get("method"))
+        ranked = sorted(options, key=lambda n: -float(options[n].get("gain_val", -np.inf)))
+        other = next((n for n in ranked if n != method), None)
+        text = f"  {el:<8}{method}"
+        if method in options:
+            text += f"  {gain(options[method])}"
+        if other is not None:
+            text += f"   (next: {other} {gain(options[other])})"
+        lines.append(text)
+    return lines

@@ -1,13 +1,14 @@
 """Per element, the best of several methods, chosen on held-out blocks: ``train("auto")``.
 
 :func:`select` trains each candidate (a network, the per-cell trees or ridge regression,
-or a model already trained) on the same block split, calibrates each on the validation
-blocks, and keeps for every element the candidate whose calibrated correction gains most
-there — or the sparse map itself when none gains (so do-no-harm still holds). The
-candidates that won an element are stored together as one
-:class:`~geochem_sr.models.selection.Selection` model, calibrated once more as a whole;
-its test-block scores are those of the map it returns, measured on blocks no candidate
-was trained, calibrated or chosen on.
+or a model already trained) on the same block split and predicts the held-out blocks
+with each once. The options are every candidate alone and the equal-weight mean of every
+two or more of them; each is calibrated on the validation blocks (do-no-harm shrinkage),
+and every element keeps the option whose calibrated correction gains most there — or the
+sparse map itself when none gains, so do-no-harm still holds. The candidates that take
+part are stored together as one :class:`~geochem_sr.models.selection.Selection` model,
+calibrated once more as a whole; its test-block scores are those of the map it returns,
+measured on blocks no candidate was trained, calibrated or chosen on.
 
 Examples
 --------
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
+import itertools
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -27,9 +28,19 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from geochem_sr.errors import ModelMismatchError, ParameterError
+from geochem_sr.errors import DataError, ModelMismatchError, ParameterError
+from geochem_sr.inference import prepare_inputs
 from geochem_sr.models import CELL_MODELS, GeoSRModel, available_methods
+from geochem_sr.sampling import ROLE_TEST, ROLE_VAL
 from geochem_sr.trust.calibrate import calibrate
+from geochem_sr.trust.predictions import Held, predict_held
+from geochem_sr.trust.roles import evidence_blocks, roles_array
+from geochem_sr.trust.shrinkage import (
+    MIN_GAIN,
+    MIN_GROUPS,
+    STD_FLOOR_FRACTION,
+    element_calibration,
+)
 
 __all__ = ["select", "DEFAULT_CANDIDATES", "SPARSE_MAP", "method_label"]
 
@@ -94,53 +105,107 @@ def _quiet_calibrate(ds: xr.Dataset, model: GeoSRModel, progress: bool, roles: A
         return calibrate(ds, model, progress=progress, roles=roles)
 
 
-def _compare(calibrated: list[tuple[str, GeoSRModel]], elements: Sequence[str]
+def _held_outs(ds: xr.Dataset, fitted: list[tuple[str, GeoSRModel]], roles: Any,
+               progress: bool) -> list[Held]:
+    """Each candidate's raw prediction of the held-out cells, cropped to one common box."""
+    first = fitted[0][1]
+    ds = prepare_inputs(ds, first)
+    roles_da, _ = roles_array(ds, first, None, roles)
+    codes = np.asarray(roles_da.values).astype(np.int8)
+    groups, unit_m = evidence_blocks(ds, first, roles_da, MIN_GROUPS)
+    held = (codes == ROLE_VAL) | (codes == ROLE_TEST)
+    if not (codes == ROLE_VAL).any():
+        raise DataError("roles: expected validation cells (code 2) to choose on, found none")
+    rows, cols = np.flatnonzero(held.any(1)), np.flatnonzero(held.any(0))
+    box = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+    out = []
+    for _, m in fitted:
+        h = predict_held(ds, m, codes, groups, tile=256, device=None, unit_m=unit_m,
+                         progress=progress)
+        sl = (slice(box[0] - h.box[0], box[1] - h.box[0]),
+              slice(box[2] - h.box[2], box[3] - h.box[2]))
+        out.append(Held(box, h.roles[sl], h.residual[:, sl[0], sl[1]],
+                        h.spread[:, sl[0], sl[1]], h.target[:, sl[0], sl[1]], h.elements,
+                        h.groups[sl], h.unit_m))
+    return out
+
+
+def _options(names: Sequence[str]) -> list[tuple[str, tuple[float, ...]]]:
+    """Every candidate alone, and the equal-weight mean of every subset of two or more."""
+    k = len(names)
+    out = []
+    for size in range(1, k + 1):
+        for subset in itertools.combinations(range(k), size):
+            w = tuple(1.0 / size if i in subset else 0.0 for i in range(k))
+            label = names[subset[0]] if size == 1 else "mean of " + " + ".join(
+                names[i] for i in subset)
+            out.append((label, w))
+    return out
+
+
+def _option_rows(held: list[Held], weights: tuple[float, ...], std_floor: float,
+                 min_gain: float) -> dict[str, dict[str, float]]:
+    """Calibration figures of the weighted mean of the candidates, per element."""
+    h0 = held[0]
+    mean = sum(w * h.residual.astype(np.float64) for w, h in zip(weights, held, strict=True)
+               if w > 0)
+    second = sum(w * (h.spread.astype(np.float64) ** 2 + h.residual.astype(np.float64) ** 2)
+                 for w, h in zip(weights, held, strict=True) if w > 0)
+    spread = np.sqrt(np.maximum(second - mean * mean, 0.0))
+    out = {}
+    for k, el in enumerate(h0.elements):
+        r = element_calibration(mean[k], spread[k], h0.target[k], h0.roles, h0.groups,
+                                std_floor, min_gain, h0.unit_m)
+        out[el] = {"gain_val": float(r["gain_val"]), "gain_val_se": float(r["gain_val_se"]),
+                   "gain_val_lcb": float(r["gain_val_lcb"]),
+                   "shrinkage": float(r["shrinkage"]), "gain_test": float(r["gain"]),
+                   "gain_test_se": float(r["gain_se"])}
+    return out
+
+
+def _compare(names: Sequence[str], held: list[Held], std_floor: float, min_gain: float
              ) -> dict[str, dict[str, Any]]:
-    """Per element: every candidate's validation gain (and its jackknife error), its test
-    gain, and the winner (largest calibrated validation gain above 0, else the sparse map)."""
+    """Per element: every option's validation gain (and its jackknife error), its test
+    gain, and the winner (largest calibrated validation gain above 0, else the sparse
+    map) with its weights."""
+    options = _options(names)
+    figures = {label: _option_rows(held, w, std_floor, min_gain) for label, w in options}
+    weights = dict(options)
     table: dict[str, dict[str, Any]] = {}
-    for el in elements:
-        rows: dict[str, dict[str, float]] = {}
-        for name, m in calibrated:
-            r = m.validation["per_element"].get(el, {})
-            rows[name] = {k: float(r.get(k2, math.nan)) for k, k2 in (
-                ("gain_val", "gain_val"), ("gain_val_se", "gain_val_se"),
-                ("gain_val_lcb", "gain_val_lcb"), ("shrinkage", "shrinkage"),
-                ("gain_test", "gain"), ("gain_test_se", "gain_se"))}
+    for el in held[0].elements:
+        rows = {label: figures[label][el] for label, _ in options}
         kept = {n: r["gain_val"] for n, r in rows.items() if r["shrinkage"] > 0}
         best = max(kept, key=lambda n: kept[n]) if kept else SPARSE_MAP
-        table[el] = {"method": best, "candidates": rows}
+        table[el] = {"method": best, "candidates": rows,
+                     "weights": list(weights.get(best, (0.0,) * len(names)))}
     return table
 
 
-def _composite(calibrated: list[tuple[str, GeoSRModel]], table: dict[str, dict[str, Any]]
+def _composite(fitted: list[tuple[str, GeoSRModel]], table: dict[str, dict[str, Any]]
                ) -> GeoSRModel:
-    """One uncalibrated Selection model of the winners."""
-    first = calibrated[0][1]
-    models = dict(calibrated)
-    chosen = [n for n, _ in calibrated if any(t["method"] == n for t in table.values())]
-    contexts = {models[n].prediction.context or "patch" for n in chosen}
+    """One uncalibrated Selection model of the candidates that take part."""
+    first = fitted[0][1]
+    used = [k for k in range(len(fitted)) if any(t["weights"][k] > 0 for t in table.values())]
+    models = [fitted[k][1] for k in used]
+    contexts = {m.prediction.context or "patch" for m in models}
     if len(contexts) > 1:
         raise ModelMismatchError(
             "candidates: the winners predict in different contexts (patch and tile); train "
             "the networks with a margin (the default) so that all predict whole tiles")
-    cands = []
-    for n in chosen:
-        cfg = {k: v for k, v in models[n].network_config.items()
-               if k not in ("in_channels", "out_channels")}
-        cands.append({"name": models[n].network_name, "config": cfg})
-    choice = [chosen.index(table[el]["method"]) if table[el]["method"] in chosen else -1
-              for el in first.elements]
+    cands = [{"name": m.network_name, "config": {k: v for k, v in m.network_config.items()
+                                                 if k not in ("in_channels", "out_channels")}}
+             for m in models]
+    weights = [[float(table[el]["weights"][k]) for k in used] for el in first.elements]
     config = {"in_channels": len(first.channels), "out_channels": len(first.elements),
-              "candidates": cands, "choice": choice}
-    state = {f"members.{i}.{k}": v for i, n in enumerate(chosen)
-             for k, v in models[n].state_dict.items()}
-    borders = [models[n].prediction.border for n in chosen]
-    spread = "members" if chosen and all(models[n].prediction.spread == "members"
-                                         for n in chosen) else None
+              "candidates": cands, "weights": weights}
+    state = {f"members.{i}.{k}": v for i, m in enumerate(models)
+             for k, v in m.state_dict.items()}
+    borders = [m.prediction.border for m in models if m.prediction.border is not None]
+    spread = "members" if models and all(m.prediction.spread == "members"
+                                         for m in models) else None
     prediction = dataclasses.replace(
         first.prediction, context=contexts.pop() if contexts else "tile", std_floor=None,
-        border=max((b for b in borders if b is not None), default=None), spread=spread)
+        border=max(borders, default=None), spread=spread)
     training = dataclasses.replace(first.training, ensemble=None, margin=None)
     return GeoSRModel(
         network_name="selection", network_config=config, state_dict=state,
@@ -180,8 +245,9 @@ def select(ds: xr.Dataset, candidates: Sequence[str | GeoSRModel] = DEFAULT_CAND
     -------
     GeoSRModel
         A calibrated ``"selection"`` model (:class:`~geochem_sr.models.selection.Selection`)
-        of the candidates that won an element. ``model.notes["selection"][el]`` holds
-        ``method`` (the winner, or ``"sparse map"``) and, per candidate, ``gain_val``
+        of the candidates that take part. ``model.notes["selection"][el]`` holds
+        ``method`` (the winner: a candidate, ``"mean of a + b"`` or ``"sparse map"``), its
+        ``weights`` over the candidates and, per option, ``gain_val``
         (calibrated gain on the validation blocks, what the choice is made on),
         ``gain_val_se`` (its delete-one-block jackknife error), ``gain_val_lcb``,
         ``shrinkage``, ``gain_test`` and ``gain_test_se`` (on the test blocks, for the
@@ -206,14 +272,14 @@ def select(ds: xr.Dataset, candidates: Sequence[str | GeoSRModel] = DEFAULT_CAND
     the test-block scores of the returned model are not: no candidate saw those blocks.
     """
     fitted = _train_candidates(ds, candidates, inputs, overrides)
-    calibrated = [(n, _quiet_calibrate(ds, m, progress, roles)) for n, m in fitted]
-    table = _compare(calibrated, calibrated[0][1].elements)
-    model = _quiet_calibrate(ds, _composite(calibrated, table), progress, roles)
+    held = _held_outs(ds, fitted, roles, progress)
+    table = _compare([n for n, _ in fitted], held, STD_FLOOR_FRACTION, MIN_GAIN)
+    model = _quiet_calibrate(ds, _composite(fitted, table), progress, roles)
     for el, row in table.items():  # the composite's own verdict where it differs
         cal = model.validation["per_element"].get(el, {})
         if row["method"] != SPARSE_MAP and not cal.get("shrinkage", 0) > 0:
             row["method"] = SPARSE_MAP
-            row["note"] = "kept by its candidate, refused when calibrated as part of the whole"
+            row["note"] = "kept on its own, refused when calibrated as part of the whole"
         model.validation["per_element"].setdefault(el, {})["method"] = row["method"]
     model.notes["selection"] = table
     sparse = [el for el, row in table.items() if row["method"] == SPARSE_MAP]
