@@ -60,7 +60,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     model = ds.geosr.train(network=args.network, inputs=args.inputs, epochs=args.epochs,
                            seed=args.seed, checkpoint=args.checkpoint,
                            ensemble=args.ensemble, margin=args.margin, network_kwargs=width)
-    if args.calibrate:
+    if args.calibrate and args.network != "auto":  # auto's selection is calibrated
         from geochem_sr.trust import calibrate
 
         model = calibrate(ds, model, seed=args.seed, progress=True)
@@ -202,8 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("survey", help="input survey .zarr (with lr and hr)")
     t.add_argument("--model-out", default="model.pt", help="model file to write")
     t.add_argument("--network", default="multilevel_unet",
-                   choices=["multilevel_unet", "unet", "vdsr", "srcnn"],
-                   help="network (the paper's four)")
+                   choices=["multilevel_unet", "unet", "vdsr", "srcnn", "trees", "ridge",
+                            "auto"],
+                   help="method: the paper's four networks, per-cell gradient-boosted "
+                        "trees or ridge regression, or auto: per element the best of the "
+                        "multi-level U-Net, the trees, the ridge, their means and the "
+                        "sparse map on the validation blocks")
     t.add_argument("--inputs", default="auto",
                    help="input set, e.g. geochem+terrain+geology; auto: all the survey provides")
     t.add_argument("--epochs", type=int, default=50,

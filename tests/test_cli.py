@@ -93,6 +93,27 @@ def test_train_predict_evaluate_commands(demo_dir, tmp_path, capsys):
     assert "psnr_avg" in capsys.readouterr().out
 
 
+def test_train_auto_then_predict_in_zarr(demo_dir, tmp_path, capsys):
+    """The CLI's auto: srcnn (1 epoch), trees and ridge compared per element, the
+    selection calibrated, written, and predicted into a Zarr store with its std."""
+    import warnings
+
+    model = tmp_path / "auto.pt"
+    survey = demo_dir / "survey.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert main(["train", str(survey), "--model-out", str(model), "--network", "auto",
+                     "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "GeoSRModel selection" in out and "method per element" in out
+    back = gs.GeoSRModel.load(model)
+    assert set(back.notes["selection"]) == set(back.elements)
+    pred = tmp_path / "p.zarr"
+    assert main(["predict", str(survey), str(pred), "--model", str(model), "--tile", "64"]) == 0
+    ds = gs.open_survey(pred)
+    assert "hr_pred_std" in ds and np.isfinite(ds["hr_pred"].values).any()
+
+
 def test_predict_with_bad_model_file(demo_dir, tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a model")
