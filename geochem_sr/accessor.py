@@ -111,12 +111,33 @@ class GeoSRAccessor:
 
         return with_prediction(self._ds, pred)
 
-    def evaluate(self, pred: xr.Dataset | xr.DataArray, **kwargs: Any) -> pd.DataFrame:
+    def evaluate(self, pred: xr.Dataset | xr.DataArray, model: GeoSRModel | str | None = None,
+                 **kwargs: Any) -> pd.DataFrame:
         """PSNR/SSIM/RMSE/anomaly IoU per element against ``hr``
-        (:func:`geochem_sr.metrics.evaluate`)."""
-        from geochem_sr.metrics import evaluate
+        (:func:`geochem_sr.metrics.evaluate`).
 
-        return evaluate(self._ds, pred, **kwargs)
+        With ``model`` (the model or its file): on its held-out test blocks only, the
+        sparse map's scores beside the prediction's and the gain
+        (:func:`geochem_sr.metrics.compare_with_sparse`); ``attrs["scored_on"]`` says
+        where.
+        """
+        if model is None:
+            from geochem_sr.metrics import evaluate
+
+            return evaluate(self._ds, pred, **kwargs)
+        from geochem_sr.metrics import compare_with_sparse
+        from geochem_sr.models import GeoSRModel
+        from geochem_sr.sampling import describe_gap
+        from geochem_sr.trust.roles import held_out_windows
+
+        if not isinstance(model, GeoSRModel):
+            model = GeoSRModel.load(model)
+        windows = kwargs.pop("windows", None) or held_out_windows(self._ds, model)
+        table = compare_with_sparse(self._ds, pred, windows=windows, **kwargs)
+        table.attrs["scored_on"] = (
+            f"the model's held-out test blocks ({len(windows)} windows of {model.patch_size} "
+            f"cells; {describe_gap(model.training.split or {})})")
+        return table
 
     # ------------------------------------------------------------------ plots
     def plot(self, var: str, element: str | None = None, **kwargs: Any) -> Any:

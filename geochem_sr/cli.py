@@ -86,7 +86,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     import geochem_sr as gs
     from geochem_sr import schema
-    from geochem_sr.metrics import evaluate
+    from geochem_sr.metrics import compare_with_sparse
 
     pred = gs.open_survey(args.prediction)
     ds = gs.open_survey(args.survey) if args.survey else pred
@@ -107,11 +107,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                              "map; evaluate without --model")
         where = (f"the model's held-out test blocks ({len(windows)} windows of "
                  f"{model.patch_size} cells; {describe_gap(model.training.split or {})})")
-    cols = ["psnr_avg", "ssim_avg", "rmse_log10", "iou95"]
-    sparse = evaluate(ds, ds[schema.LR], windows=windows)[cols]
-    predicted = evaluate(ds, pred[schema.HR_PRED], windows=windows)[cols]
-    table = pd.concat({"sparse map": sparse, "prediction": predicted}, axis=1)
-    table[("", "gain")] = 1 - predicted["rmse_log10"] / sparse["rmse_log10"]
+    table = compare_with_sparse(ds, pred[schema.HR_PRED], windows=windows)
     print(f"Scores against the dense map on {where}.")
     print("gain = 1 - RMSE(prediction) / RMSE(sparse map), log10; PSNR/SSIM averaged over "
           "windows on log10 maps; iou95 = overlap of the cells above the dense map's 95th "

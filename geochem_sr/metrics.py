@@ -41,6 +41,7 @@ from geochem_sr import schema
 from geochem_sr.errors import ParameterError, SchemaError
 
 __all__ = [
+    "compare_with_sparse",
     "PSNR_CAP",
     "SSIM_WIN",
     "COLUMNS",
@@ -304,3 +305,39 @@ def table_row(df: pd.DataFrame) -> dict[str, float]:
     per_element = df.drop(index="mean", errors="ignore")
     cols = [c for c in COLUMNS if c in per_element.columns]
     return {c: float(per_element[c].mean()) for c in cols}
+
+
+def compare_with_sparse(ds: xr.Dataset, pred: xr.Dataset | xr.DataArray,
+                        windows: Sequence[Window] | None = None,
+                        columns: Sequence[str] = ("psnr_avg", "ssim_avg", "rmse_log10",
+                                                  "iou95")) -> pd.DataFrame:
+    """The sparse map's scores beside the prediction's, and the gain, per element.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A survey dataset with ``lr`` and ``hr``.
+    pred : xarray.Dataset or xarray.DataArray
+        The prediction (``hr_pred``), as for :func:`evaluate`.
+    windows : sequence of (slice, slice), optional
+        Where to score (e.g. a model's test blocks:
+        :func:`geochem_sr.trust.training_roles`); default the whole grid.
+    columns : sequence of str
+        Scores of :func:`evaluate` to show.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``("sparse map", c)`` and ``("prediction", c)`` for each score ``c``, and
+        ``("", "gain")`` = 1 - RMSE(prediction) / RMSE(sparse map) (log10); rows the
+        elements and ``"mean"``.
+    """
+    cols = list(columns)
+    pred_da = _as_maps(pred, schema.HR_PRED, "pred")
+    elements = [str(e) for e in pred_da[schema.ELEMENT].values]
+    sparse = evaluate(ds, ds[schema.LR], elements=elements, windows=windows)
+    predicted = evaluate(ds, pred_da, elements=elements, windows=windows)
+    table = pd.concat({"sparse map": sparse[cols], "prediction": predicted[cols]}, axis=1)
+    table[("", "gain")] = 1 - predicted["rmse_log10"] / sparse["rmse_log10"]
+    return table
+

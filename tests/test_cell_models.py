@@ -195,3 +195,14 @@ def test_selection_weights_mix_candidates_and_their_spread():
     assert float(spread[:, 1].abs().max()) == 0.0
     with pytest.raises(ParameterError, match="weights"):
         Selection(3, 2, candidates=[{"name": "ridge"}], weights=[[0.5], [1.0]])
+
+
+def test_evaluate_with_the_model_scores_its_test_blocks_beside_the_sparse_map(fitted, planted):
+    model = fitted["ridge"]
+    pred = planted.geosr.super_resolve(model, uncertainty=False)
+    table = planted.geosr.evaluate(pred, model)
+    assert ("sparse map", "rmse_log10") in table.columns and ("", "gain") in table.columns
+    assert "test blocks" in table.attrs["scored_on"]
+    whole = planted.geosr.evaluate(pred)
+    assert table.loc["As", ("prediction", "rmse_log10")] != whole.loc["As", "rmse_log10"]
+    assert table.loc["As", ("", "gain")] > 0.1

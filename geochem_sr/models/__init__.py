@@ -1,11 +1,14 @@
 """Networks of the paper's experiment (the multi-level U-Net and the SRCNN, VDSR, U-Net
-baselines) and the model file that stores a trained one (:class:`GeoSRModel`).
+baselines), the per-cell regressors (``"trees"``: LightGBM, ``"ridge"``) on multi-scale
+features, ensembles and per-element selections of them, and the model file that stores a
+trained one (:class:`GeoSRModel`).
 
 >>> import geochem_sr as gs
 >>> net = gs.models.get_model("multilevel_unet", in_channels=18, out_channels=10)
 
-All networks are fully convolutional, map ``(N, in_channels, H, W)`` to the predicted
-residual ``log10(hr) - log10(lr)`` of shape ``(N, out_channels, H, W)``, and carry
+All of them are fully convolutional (a per-cell regressor reads a fixed neighbourhood),
+map ``(N, in_channels, H, W)`` to the predicted residual ``log10(hr) - log10(lr)`` of
+shape ``(N, out_channels, H, W)``, and carry
 ``config`` (constructor arguments), ``receptive_field`` and ``size_multiple``.
 """
 
