@@ -58,7 +58,7 @@ from geochem_sr.jsonable import to_jsonable
 if TYPE_CHECKING:  # pragma: no cover
     from geochem_sr.sampling import TrainingData
 
-__all__ = ["run_experiment"]
+__all__ = ["run_experiment", "build_region", "training_data"]
 
 
 def _stderr(msg: str) -> None:
@@ -99,7 +99,7 @@ def _load() -> float | None:
         return None
 
 
-def _build(profile: Profile, seed: int) -> tuple[Any, xr.Dataset]:
+def build_region(profile: Profile, seed: int) -> tuple[Any, xr.Dataset]:
     """The synthetic region and its survey dataset (kriged maps, terrain, geology)."""
     from geochem_sr.data import synthetic_region
     from geochem_sr.survey import build_survey
@@ -113,7 +113,7 @@ def _build(profile: Profile, seed: int) -> tuple[Any, xr.Dataset]:
     return region, ds
 
 
-def _training_data(ds: xr.Dataset, profile: Profile, seed: int) -> dict[str, TrainingData]:
+def training_data(ds: xr.Dataset, profile: Profile, seed: int) -> dict[str, TrainingData]:
     """Patches of every input set on ONE block split; their test windows must agree."""
     from geochem_sr.sampling import (
         BlockSplitter,
@@ -204,13 +204,13 @@ def run_experiment(
 
     log(f"profile {prof.name}: building the synthetic region and survey")
     t0 = time.perf_counter()
-    region, ds = _build(prof, seed)
+    region, ds = build_region(prof, seed)
     elements = [str(e) for e in ds[schema.ELEMENT].values]
     truth = truth_on_grid(region, ds)
     timings["survey_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    datas = _training_data(ds, prof, seed)
+    datas = training_data(ds, prof, seed)
     ref_data = datas[INPUT_SETS[0]]
     windows = ref_data.test_windows
     timings["patches_s"] = time.perf_counter() - t0
