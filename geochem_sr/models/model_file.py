@@ -441,7 +441,9 @@ def _selection_lines(table: Any) -> list[str]:
         text = f"  {el:<8}{method}"
         if method in options:
             text += f"  {gain(options[method])}"
-        if other is not None:
+        if not any(float(o.get("shrinkage", 0)) > 0 for o in options.values()):
+            text += "   (every option refused by the do-no-harm rule)"
+        elif other is not None:
             text += f"   (next: {other} {gain(options[other])})"
         lines.append(text)
     return lines
