@@ -273,3 +273,37 @@ def test_modules_stay_small() -> None:
         for path in (root / pkg).glob("*.py"):
             n = len(path.read_text(encoding="utf-8").splitlines())
             assert n <= 400, f"{path.name}: {n} lines"
+
+
+def test_method_rows_are_calibrated_and_costed(first: tuple[Path, dict]) -> None:
+    out, res = first
+    methods = {r["key"]: r for r in res["rows"] if r["kind"] == "method"}
+    assert list(methods) == ["toolkit", "trees", "ridge", "auto"]
+    elements = res["data"]["elements"]
+    for key, r in methods.items():
+        assert set(r["gains"]) == set(elements), key
+        assert r["train_cpu_s"] > 0 and r["predict_cpu_s_1024"] > 0, key
+    assert set(methods["auto"]["selection"]) == set(elements)
+    assert res["profile"]["toolkit_margin"] > 0  # the toolkit row predicts whole tiles
+    assert "auto_mean_gain" in res["checks"]["methods"]
+    md = (out / "experiment-smoke.md").read_text()
+    assert "## Methods a geochemist could pick" in md and "Checks (issue 16)" in md
+
+
+def test_methods_checks_compare_the_selection_with_the_best_alternative() -> None:
+    from geochem_sr.experiment.methods_report import methods_checks
+
+    els = ["As", "Cu"]
+
+    def row(key: str, kind: str, gains: list[float]) -> dict:
+        return {"key": key, "kind": kind,
+                "gains": {e: {"gain": g, "gain_se": 0.01} for e, g in zip(els, gains, strict=True)}}
+
+    rows = [row("trees", "method", [0.05, 0.02]), row("ridge", "method", [0.04, 0.06]),
+            row("auto", "method", [0.05, 0.06])]
+    c = methods_checks(rows, els)
+    assert c["best_alternative"] == "ridge" and c["auto_at_least_best_on_mean"]
+    assert c["elements_auto_at_least_best"] == 2 and not c["auto_meets_goal"]
+    rows[-1] = row("auto", "method", [0.10, -0.01])
+    c = methods_checks(rows, els)
+    assert c["auto_below_zero"] == ["Cu"] and c["elements_auto_at_least_best"] == 1
