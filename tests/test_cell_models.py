@@ -206,3 +206,14 @@ def test_evaluate_with_the_model_scores_its_test_blocks_beside_the_sparse_map(fi
     whole = planted.geosr.evaluate(pred)
     assert table.loc["As", ("prediction", "rmse_log10")] != whole.loc["As", "rmse_log10"]
     assert table.loc["As", ("", "gain")] > 0.1
+
+
+def test_auto_of_ensembles_keeps_the_members_spread_through_its_file(planted, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = gs.select(planted, ["ridge", "trees"], "geochem+terrain", seed=0, ensemble=2)
+    assert model.prediction.spread == "members"
+    back = GeoSRModel.load(model.save(tmp_path / "auto_members.pt"))
+    assert back.digest == model.digest
+    std = planted.geosr.super_resolve(back)["hr_pred_std"].values[0]
+    assert np.isfinite(std).any() and np.nanstd(std) > 0  # varies from cell to cell

@@ -183,9 +183,9 @@ def _check_records(model: GeoSRModel, elements: list[str], where: str) -> None:
         raise _fail(where, "prediction.border", "a number of cells >= 0", settings.border)
     if settings.spread is not None and settings.spread not in SPREADS:
         raise _fail(where, "prediction.spread", f"one of {SPREADS}", settings.spread)
-    if settings.spread == "members" and model.network_name != "ensemble":
+    if settings.spread == "members" and model.network_name not in ("ensemble", "selection"):
         raise _fail(where, "prediction.spread", "'orientations' for a single network "
-                    "('members' needs an ensemble)", settings.spread)
+                    "('members' needs an ensemble or a selection of them)", settings.spread)
     if settings.std_floor is not None:
         floors = _per_element(where, "prediction.std_floor", settings.std_floor, elements)
         for el, f in floors.items():
