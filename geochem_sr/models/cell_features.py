@@ -35,9 +35,10 @@ from scipy import ndimage
 from torch import nn
 
 from geochem_sr.errors import ParameterError
+from geochem_sr.models.layers import SRNetwork
 
-__all__ = ["DEFAULT_SCALES", "PASSES", "STRIP_CELLS", "MultiScale", "box_width", "check_scales",
-           "smooth"]
+__all__ = ["DEFAULT_SCALES", "PASSES", "STRIP_CELLS", "CellRegressor", "MultiScale",
+           "box_width", "check_scales", "smooth"]
 
 #: Scales (cells, about the standard deviation) of the neighbourhood means: 100 m, 250 m
 #: and 600 m at 50-m cells, from a few cells to about the spacing of the sparse survey.
@@ -165,3 +166,53 @@ class MultiScale(nn.Module):
         for s in self.scales:
             out += [f"{n}@{s:g}" for n in names] + [f"{n}-@{s:g}" for n in names]
         return out
+
+
+class CellRegressor(SRNetwork):
+    """Base of the per-cell regressors: multi-scale features, then a per-cell map.
+
+    A subclass sets ``model_name``, calls ``super().__init__`` first, registers what it
+    learns as buffers, and defines :meth:`predict_rows`; :meth:`forward` applies it a
+    strip of rows at a time.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Input channels and elements.
+    scales : sequence of float, default (2, 5, 12)
+        About the standard deviations (cells) of the neighbourhood means
+        (:class:`MultiScale`).
+
+    Attributes
+    ----------
+    features : MultiScale
+    receptive_field : int
+        ``2 * reach + 1`` cells (73 for the default scales).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int,
+                 scales: Sequence[float] = DEFAULT_SCALES) -> None:
+        super().__init__()
+        self.features = MultiScale(in_channels, scales)
+        self._set_config(in_channels, out_channels, scales=list(self.features.scales))
+
+    @property
+    def receptive_field(self) -> int:
+        """``2 * reach + 1`` cells."""
+        return 2 * self.features.reach + 1
+
+    def predict_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Features ``(n, F)`` float64 -> residuals ``(n, E)`` float32."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` -> residual ``(N, E, H, W)`` float32, a strip of rows at a time
+        (:meth:`MultiScale.strips`)."""
+        self._check_input(x)
+        n, _, h, w = x.shape
+        out = np.zeros((n, h, w, self.config["out_channels"]), np.float32)
+        for i, r0, r1, f in self.features.strips(x):
+            out[i, r0:r1] = self.predict_rows(f.reshape(-1, f.shape[-1])).reshape(
+                r1 - r0, w, -1)
+        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous().to(x.device)
+

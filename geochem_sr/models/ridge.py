@@ -23,21 +23,16 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from geochem_sr.models.cell_features import DEFAULT_SCALES, MultiScale
-from geochem_sr.models.layers import SRNetwork
+from geochem_sr.models.cell_features import DEFAULT_SCALES, CellRegressor
 
 __all__ = ["CellRidge"]
 
 
-class CellRidge(SRNetwork):
+class CellRidge(CellRegressor):
     """A linear map of multi-scale per-cell features to one residual per element.
 
-    Parameters
-    ----------
-    in_channels, out_channels : int
-        Input channels and elements.
-    scales : sequence of float, default (2, 5, 12)
-        Standard deviations (cells) of the neighbourhood means.
+    Parameters and attributes are those of every per-cell regressor
+    (:class:`~geochem_sr.models.cell_features.CellRegressor`), and:
 
     Attributes
     ----------
@@ -45,39 +40,19 @@ class CellRidge(SRNetwork):
         ``(out_channels, n_features)`` float64 buffer, in the units of the features.
     bias : torch.Tensor
         ``(out_channels,)`` float64 buffer.
-    receptive_field : int
-        ``2 * reach + 1`` cells (73 for the default scales).
     """
 
     model_name: ClassVar[str] = "ridge"
 
     def __init__(self, in_channels: int, out_channels: int,
                  scales: Sequence[float] = DEFAULT_SCALES) -> None:
-        super().__init__()
-        self.features = MultiScale(in_channels, scales)
-        self._set_config(in_channels, out_channels, scales=list(self.features.scales))
+        super().__init__(in_channels, out_channels, scales)
         e = self.config["out_channels"]
         self.register_buffer("weight", torch.zeros(e, self.features.n_features,
                                                    dtype=torch.float64))
         self.register_buffer("bias", torch.zeros(e, dtype=torch.float64))
 
-    @property
-    def receptive_field(self) -> int:
-        """``2 * reach + 1`` cells."""
-        return 2 * self.features.reach + 1
-
     def predict_rows(self, rows: np.ndarray) -> np.ndarray:
         """Features ``(n, F)`` float64 -> residuals ``(n, E)`` float32."""
         w, b = self.weight.detach().cpu().numpy(), self.bias.detach().cpu().numpy()
         return (np.asarray(rows, np.float64) @ w.T + b).astype(np.float32)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, C, H, W)`` -> residual ``(N, E, H, W)`` float32, a strip of rows at a time
-        (:meth:`~geochem_sr.models.cell_features.MultiScale.strips`)."""
-        self._check_input(x)
-        n, _, h, w = x.shape
-        out = np.zeros((n, h, w, self.config["out_channels"]), np.float32)
-        for i, r0, r1, f in self.features.strips(x):
-            out[i, r0:r1] = self.predict_rows(f.reshape(-1, f.shape[-1])).reshape(
-                r1 - r0, w, -1)
-        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous().to(x.device)

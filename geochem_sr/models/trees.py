@@ -28,27 +28,19 @@ import numpy as np
 import torch
 
 from geochem_sr.errors import ModelFileError
-from geochem_sr.models.cell_features import DEFAULT_SCALES, MultiScale
-from geochem_sr.models.layers import SRNetwork
+from geochem_sr.models.cell_features import DEFAULT_SCALES, CellRegressor
 
 __all__ = ["CellTrees"]
 
 
-class CellTrees(SRNetwork):
+class CellTrees(CellRegressor):
     """One LightGBM booster per element on multi-scale per-cell features.
 
-    Parameters
-    ----------
-    in_channels, out_channels : int
-        Input channels and elements.
-    scales : sequence of float, default (2, 5, 12)
-        Standard deviations (cells) of the neighbourhood means
-        (:class:`~geochem_sr.models.cell_features.MultiScale`).
+    Parameters and attributes are those of every per-cell regressor
+    (:class:`~geochem_sr.models.cell_features.CellRegressor`), and:
 
     Attributes
     ----------
-    receptive_field : int
-        ``2 * reach + 1`` cells (73 for the default scales).
     boosters : torch.Tensor
         uint8 buffer: JSON list of one LightGBM model text (or None) per element.
     """
@@ -59,16 +51,9 @@ class CellTrees(SRNetwork):
 
     def __init__(self, in_channels: int, out_channels: int,
                  scales: Sequence[float] = DEFAULT_SCALES) -> None:
-        super().__init__()
-        self.features = MultiScale(in_channels, scales)
-        self._set_config(in_channels, out_channels, scales=list(self.features.scales))
+        super().__init__(in_channels, out_channels, scales)
         self.register_buffer("boosters", torch.zeros(0, dtype=torch.uint8))
         self._cache: list[Any] | None = None
-
-    @property
-    def receptive_field(self) -> int:
-        """``2 * reach + 1`` cells."""
-        return 2 * self.features.reach + 1
 
     def set_boosters(self, texts: Sequence[str | None]) -> None:
         """Store one LightGBM model text per element (None: that element predicts 0)."""
@@ -114,14 +99,3 @@ class CellTrees(SRNetwork):
             if booster is not None and rows.shape[0]:
                 out[:, e] = booster.predict(rows, num_threads=threads)
         return out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, C, H, W)`` -> residual ``(N, E, H, W)`` float32, a strip of rows at a time
-        (:meth:`~geochem_sr.models.cell_features.MultiScale.strips`)."""
-        self._check_input(x)
-        n, _, h, w = x.shape
-        out = np.zeros((n, h, w, self.config["out_channels"]), np.float32)
-        for i, r0, r1, f in self.features.strips(x):
-            out[i, r0:r1] = self.predict_rows(f.reshape(-1, f.shape[-1])).reshape(
-                r1 - r0, w, -1)
-        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous().to(x.device)
