@@ -155,8 +155,9 @@ def _fit_trees(table: CellTable, seed: int, threads: int) -> tuple[list[str | No
 
 
 def _fit_ridge(table: CellTable, rng: np.random.Generator | None
-               ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Weights ``(E, F)`` and bias ``(E,)`` in feature units; the penalty per element."""
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Weights ``(E, F)``, bias ``(E,)`` in feature units, the range ``(2, E)`` of the
+    training residuals the predictions are clipped to; the penalty per element."""
     x = table.train
     idx = np.arange(x.shape[0])
     if rng is not None:  # resample whole squares: an ensemble member's own training set
@@ -168,6 +169,7 @@ def _fit_ridge(table: CellTable, rng: np.random.Generator | None
     std = np.where(std > 1e-12, std, 1.0)
     e_n, f_n = table.target_train.shape[1], x.shape[1]
     weight, bias, info = np.zeros((e_n, f_n)), np.zeros(e_n), {}
+    bounds = np.zeros((2, e_n))
     zv = (table.val - mean) / std
     for e in range(e_n):
         tr = idx[np.isfinite(table.target_train[idx, e])]
@@ -176,6 +178,7 @@ def _fit_ridge(table: CellTable, rng: np.random.Generator | None
             info[e] = {"penalty": None}
             continue
         z, y = (x[tr] - mean) / std, table.target_train[tr, e]
+        bounds[:, e] = y.min(), y.max()
         y0 = y.mean()
         gram, rhs = z.T @ z, z.T @ (y - y0)
         best = (np.inf, None, None)
@@ -188,7 +191,7 @@ def _fit_ridge(table: CellTable, rng: np.random.Generator | None
         weight[e] = w / std
         bias[e] = y0 - float(weight[e] @ mean)
         info[e] = {"penalty": lam}
-    return weight, bias, info
+    return weight, bias, bounds, info
 
 
 def _member(kind: str, table: CellTable, n_in: int, n_out: int, scales: Any, seed: int,
@@ -201,9 +204,11 @@ def _member(kind: str, table: CellTable, n_in: int, n_out: int, scales: Any, see
         net.set_boosters(texts)
     else:
         rng = np.random.default_rng(seed) if bootstrap else None
-        w, b, info = _fit_ridge(table, rng)
+        w, b, bounds, info = _fit_ridge(table, rng)
         net.weight.copy_(torch.from_numpy(w))
         net.bias.copy_(torch.from_numpy(b))
+        net.low.copy_(torch.from_numpy(bounds[0]))
+        net.high.copy_(torch.from_numpy(bounds[1]))
     return net, info
 
 

@@ -75,8 +75,9 @@ def _jackknife_gain_se(num: np.ndarray, den: np.ndarray, tt: np.ndarray, s: floa
     return float(np.sqrt((g - 1) / g * np.sum((loo - loo.mean()) ** 2)))
 
 
-def _bootstrap_gain(num: np.ndarray, den: np.ndarray, tt: np.ndarray, s: float) -> float:
-    """Block-bootstrap lower bound (level :data:`LCB_ALPHA`) on the gain of the factor ``s``.
+def _bootstrap_gain(num: np.ndarray, den: np.ndarray, tt: np.ndarray, s: float,
+                    alpha: float = LCB_ALPHA) -> float:
+    """Block-bootstrap lower bound (level ``alpha``) on the gain of the factor ``s``.
 
     ``num``, ``den``, ``tt``: per block sums of ``r * t``, ``r * r`` and ``t * t``; blocks are
     resampled with replacement :data:`BOOTSTRAP_SAMPLES` times (seed :data:`BOOTSTRAP_SEED`).
@@ -86,11 +87,11 @@ def _bootstrap_gain(num: np.ndarray, den: np.ndarray, tt: np.ndarray, s: float) 
     idx = rng.integers(0, num.size, (BOOTSTRAP_SAMPLES, num.size))
     t_b = tt[idx].sum(axis=1)
     gains = 1.0 - np.sqrt(np.clip(err[idx].sum(axis=1), 0, None) / np.where(t_b > 0, t_b, np.nan))
-    return float(np.nanquantile(gains, LCB_ALPHA))
+    return float(np.nanquantile(gains, alpha))
 
 
-def _shrinkage(rv: np.ndarray, tv: np.ndarray, gv: np.ndarray, min_gain: float
-               ) -> tuple[dict[str, Any], str | None]:
+def _shrinkage(rv: np.ndarray, tv: np.ndarray, gv: np.ndarray, min_gain: float,
+               alpha: float = LCB_ALPHA) -> tuple[dict[str, Any], str | None]:
     """Do-no-harm factor from the validation cells (values, targets, block ids).
 
     Kept only when the validation cells span at least :data:`MIN_UNITS` independent blocks,
@@ -111,7 +112,8 @@ def _shrinkage(rv: np.ndarray, tv: np.ndarray, gv: np.ndarray, min_gain: float
     s = float(np.clip(s_ls * factor, 0.0, 1.0))
     rmse_lr = float(np.sqrt(np.mean(tv**2)))
     gain = 1.0 - float(np.sqrt(np.mean((tv - s * rv) ** 2))) / rmse_lr if rmse_lr > 0 else 0.0
-    lcb = _bootstrap_gain(num_g, den_g, tt_g, s) if s > 0 and groups.size > 1 else math.nan
+    lcb = _bootstrap_gain(num_g, den_g, tt_g, s, alpha) if s > 0 and groups.size > 1 \
+        else math.nan
     reason = None
     if n_units < MIN_UNITS:
         blocks = "block" if n_units == 1 else "blocks"
@@ -130,11 +132,11 @@ def _shrinkage(rv: np.ndarray, tv: np.ndarray, gv: np.ndarray, min_gain: float
     elif not lcb >= MIN_GAIN_LCB:
         reason = (f"the gain on the validation blocks ({gain:.1%}) is not clearly above "
                   f"{MIN_GAIN_LCB:.0%}: "
-                  f"its {1 - LCB_ALPHA:.0%} lower bound over {groups.size} blocks resampled "
+                  f"its {100 * (1 - alpha):.3g}% lower bound over {groups.size} blocks resampled "
                   f"(block bootstrap) is {lcb:.1%}")
     info = {"shrinkage_ls": s_ls, "shrinkage_se": se if math.isfinite(se) else math.nan,
             "val_blocks": int(groups.size), "evidence_blocks": n_units,
-            "gain_val_lcb": lcb, "gain_val": 0.0 if reason else gain,
+            "gain_val_lcb": lcb, "lcb_level": 1.0 - alpha, "gain_val": 0.0 if reason else gain,
             "gain_val_se": 0.0 if reason else _jackknife_gain_se(num_g, den_g, tt_g, s),
             "shrinkage": 0.0 if reason else s}
     return info, reason
@@ -157,7 +159,8 @@ def verdict(row: dict[str, Any], unit_m: float | None = None) -> str:
     text = (f"correction kept at {float(row['shrinkage']):.2f} of its size: on "
             f"{row.get('evidence_blocks', row.get('val_blocks', '?'))} independent validation "
             f"blocks{size} it improves on the sparse map by {float(row['gain_val']):.1%} "
-            f"({1 - LCB_ALPHA:.0%} lower bound {float(row['gain_val_lcb']):.1%})")
+            f"({100 * float(row.get('lcb_level', 1 - LCB_ALPHA)):.3g}% lower bound "
+            f"{float(row['gain_val_lcb']):.1%})")
     gain = row.get("gain")
     if gain is not None and math.isfinite(float(gain)):
         text += f"; on the test blocks, {float(gain):+.1%}"
@@ -166,9 +169,12 @@ def verdict(row: dict[str, Any], unit_m: float | None = None) -> str:
 
 def element_calibration(r: np.ndarray, sd: np.ndarray, t: np.ndarray, roles: np.ndarray,
                         groups: np.ndarray, std_floor: float, min_gain: float,
-                        unit_m: float | None = None) -> dict[str, Any]:
+                        unit_m: float | None = None, alpha: float = LCB_ALPHA
+                        ) -> dict[str, Any]:
     """Shrinkage, std scale and floor from the validation cells; scores on the test cells;
-    the ``verdict`` in words (``unit_m``: side of the independent blocks in metres)."""
+    the ``verdict`` in words (``unit_m``: side of the independent blocks in metres;
+    ``alpha``: level of the lower bound on the validation gain, smaller when the element's
+    correction is the best of several, :func:`geochem_sr.trust.select`)."""
     ok = np.isfinite(r) & np.isfinite(sd) & np.isfinite(t)
     val, test = ok & (roles == ROLE_VAL), ok & (roles == ROLE_TEST)
     rv, sv, tv = (a[val].astype(np.float64) for a in (r, sd, t))
@@ -177,7 +183,7 @@ def element_calibration(r: np.ndarray, sd: np.ndarray, t: np.ndarray, roles: np.
         info, reason = {"shrinkage_ls": math.nan, "shrinkage": 0.0}, \
             "no validation cell with a known dense value"
     else:
-        info, reason = _shrinkage(rv, tv, groups[val], min_gain)
+        info, reason = _shrinkage(rv, tv, groups[val], min_gain, alpha)
     out.update(info)
     if reason is not None:
         out["reason"] = reason
