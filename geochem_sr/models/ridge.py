@@ -40,11 +40,14 @@ class CellRidge(CellRegressor):
         ``(out_channels, n_features)`` float64 buffer, in the units of the features.
     bias : torch.Tensor
         ``(out_channels,)`` float64 buffer.
+    feature_low, feature_high : torch.Tensor
+        ``(n_features,)`` float64 buffers: features are clipped to their range on the
+        training cells before the linear map, which so never extrapolates (on a real
+        survey, Meuse seed 9, unclipped features made the test blocks of three elements
+        1.8-3.9 times worse than the sparse map). Untrained: unbounded.
     low, high : torch.Tensor
         ``(out_channels,)`` float64 buffers: predictions are clipped to the range of the
-        training residuals (a linear map extrapolates without bound where the features
-        leave the training range; on a real survey one unclipped element made the test
-        blocks 33 % worse). Untrained: unbounded.
+        training residuals. Untrained: unbounded.
     """
 
     model_name: ClassVar[str] = "ridge"
@@ -56,12 +59,17 @@ class CellRidge(CellRegressor):
         self.register_buffer("weight", torch.zeros(e, self.features.n_features,
                                                    dtype=torch.float64))
         self.register_buffer("bias", torch.zeros(e, dtype=torch.float64))
+        f = self.features.n_features
+        self.register_buffer("feature_low", torch.full((f,), -torch.inf, dtype=torch.float64))
+        self.register_buffer("feature_high", torch.full((f,), torch.inf, dtype=torch.float64))
         self.register_buffer("low", torch.full((e,), -torch.inf, dtype=torch.float64))
         self.register_buffer("high", torch.full((e,), torch.inf, dtype=torch.float64))
 
     def predict_rows(self, rows: np.ndarray) -> np.ndarray:
         """Features ``(n, F)`` float64 -> residuals ``(n, E)`` float32."""
         w, b = self.weight.detach().cpu().numpy(), self.bias.detach().cpu().numpy()
-        out = np.asarray(rows, np.float64) @ w.T + b
+        x = np.clip(np.asarray(rows, np.float64), self.feature_low.cpu().numpy(),
+                    self.feature_high.cpu().numpy())
+        out = x @ w.T + b
         np.clip(out, self.low.cpu().numpy(), self.high.cpu().numpy(), out=out)
         return out.astype(np.float32)
