@@ -9,8 +9,9 @@ calibrated correction gains most there — or the sparse map itself when none ga
 do-no-harm still holds. The rule's lower bound is not tightened for the number of options
 (a Bonferroni level of 0.05 / 7 was measured: it removed 2.7 points of mean test gain on
 the synthetic region and 14 on one Meuse seed, and the two harmful Meuse verdicts were
-the same at both levels; ``docs/notes/trust.md``). The candidates that take part are stored together as one :class:`~geochem_sr.models.selection.Selection` model,
-calibrated once more as a whole; its test-block scores are those of the map it returns,
+the same at both levels; ``docs/notes/trust.md``). The candidates that take part are
+stored together as one :class:`~geochem_sr.models.selection.Selection` model, calibrated
+once more as a whole; its test-block scores are those of the map it returns,
 measured on blocks no candidate was trained, calibrated or chosen on.
 
 Examples
