@@ -94,8 +94,9 @@ def test_train_predict_evaluate_commands(demo_dir, tmp_path, capsys):
 
 
 def test_train_auto_then_predict_in_zarr(demo_dir, tmp_path, capsys):
-    """The CLI's auto: srcnn (1 epoch), trees and ridge compared per element, the
-    selection calibrated, written, and predicted into a Zarr store with its std."""
+    """The CLI's auto: narrow multi-level U-Nets (1 epoch), trees and ridge (pairs, for the
+    members' spread) compared per element, the selection calibrated, written, and
+    predicted into a Zarr store with its std."""
     import warnings
 
     model = tmp_path / "auto.pt"
@@ -103,7 +104,8 @@ def test_train_auto_then_predict_in_zarr(demo_dir, tmp_path, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         assert main(["train", str(survey), "--model-out", str(model), "--network", "auto",
-                     "--epochs", "1"]) == 0
+                     "--epochs", "1", "--base-channels", "4", "--inputs", "geochem+terrain",
+                     "--ensemble", "2"]) == 0
     out = capsys.readouterr().out
     assert "GeoSRModel selection" in out and "method per element" in out
     back = gs.GeoSRModel.load(model)
