@@ -14,13 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from geochem_sr import schema
 from geochem_sr.errors import ParameterError
 from geochem_sr.jsonable import to_jsonable
 from geochem_sr.models import CELL_MODELS, GeoSRModel, PredictionSettings, TrainingRecord
 from geochem_sr.training.checkpoint import read_checkpoint, restore_run, setup_fingerprint
 from geochem_sr.training.config import DEFAULT_MARGIN, TrainConfig
-from geochem_sr.training.data import TrainingParts, augmentation
+from geochem_sr.training.data import TrainingParts, augmentation, survey_metadata
 from geochem_sr.training.ensembles import combine, member_config
 from geochem_sr.training.loop import Run
 from geochem_sr.training.runtime import deterministic, forked_rng, pick_device
@@ -122,15 +121,15 @@ def train(ds: xr.Dataset, network: str = DEFAULT_NETWORK, inputs: str = "auto", 
         network = overrides.pop("model")
     config = TrainConfig.resolve(config, **overrides)
     _check_network(network)
-    if network in CELL_MODELS:
-        return _fit_cells(ds, network, inputs, config, data)
+    cells = network in CELL_MODELS  # fitted per cell: patches without context
     given = None if data is None else getattr(data.train, "margin", 0)
-    if given is not None and config.margin is not None and config.margin != given:
+    if not cells and given is not None and config.margin is not None \
+            and config.margin != given:
         raise ParameterError(
             f"margin: {config.margin} asked, but the given patches were prepared with a "
             f"margin of {given}; prepare them with "
             f"prepare_training_data(..., margin={config.margin}) or leave margin out")
-    if config.margin is None and data is None:  # given patches carry their margin
+    if config.margin is None and data is None and not cells:  # given patches carry theirs
         config = dataclasses.replace(config, margin=default_margin(
             network, config.network_kwargs, config.patch_size))
     if data is None:
@@ -139,7 +138,11 @@ def train(ds: xr.Dataset, network: str = DEFAULT_NETWORK, inputs: str = "auto", 
         data = prepare_training_data(ds, inputs, elements=config.elements,
                                      splitter=config.splitter, patch_size=config.patch_size,
                                      stride=config.stride, seed=config.seed,
-                                     margin=config.margin)
+                                     margin=0 if cells else config.margin)
+    if cells:
+        from geochem_sr.training.cells import fit_cells
+
+        return fit_cells(ds, network, config, data)
     parts = TrainingParts(data, config.stride)
     if config.ensemble == 1:
         return fit_network(ds, network, config, parts, callback)
@@ -191,20 +194,6 @@ def default_margin(network: str, network_kwargs: Any, patch_size: int) -> int:
     return (side - int(patch_size) + 1) // 2
 
 
-def _fit_cells(ds: xr.Dataset, network: str, inputs: str, config: TrainConfig,
-               data: TrainingData | None) -> GeoSRModel:
-    """A per-cell regressor on the same split (:func:`~geochem_sr.training.cells.fit_cells`)."""
-    from geochem_sr.training.cells import fit_cells
-
-    if data is None:
-        from geochem_sr.sampling import prepare_training_data
-
-        data = prepare_training_data(ds, inputs, elements=config.elements,
-                                     splitter=config.splitter, patch_size=config.patch_size,
-                                     stride=config.stride, seed=config.seed)
-    return fit_cells(ds, network, config, data)
-
-
 def _check_network(network: Any) -> None:
     from geochem_sr.models import model_class
 
@@ -221,11 +210,7 @@ def _check_network(network: Any) -> None:
 def _assemble(ds: xr.Dataset, network: str, parts: TrainingParts, run: Run,
               report: dict[str, Any], config: TrainConfig) -> GeoSRModel:
     """The model file of a finished run; warns when it does not beat predicting no change."""
-    groups = schema.parse_input_set(parts.inputs)
-    vocab = ds.attrs.get(schema.ATTR_GEOLOGY_VOCAB) if "geology" in groups else None
-    if vocab is not None and not isinstance(vocab, str):
-        vocab = json.dumps(vocab, default=to_jsonable)
-    units = schema.units_of(ds)
+    vocab, units = survey_metadata(ds, parts.inputs, parts.elements)
     if report["val_loss"] >= report["val_loss_zero"]:
         warnings.warn(
             f"validation: the best validation loss ({report['val_loss']:.4g}) is not below that "
@@ -246,7 +231,7 @@ def _assemble(ds: xr.Dataset, network: str, parts: TrainingParts, run: Run,
         inputs=parts.inputs,
         channels=list(parts.channels),
         elements=list(parts.elements),
-        units={el: str(units.get(el, "")) for el in parts.elements},
+        units=units,
         norm_stats=dict(parts.stats),
         geology_vocabulary=vocab,
         patch_size=parts.patch_size,

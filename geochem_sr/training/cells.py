@@ -24,6 +24,8 @@ from geochem_sr.errors import DataError
 from geochem_sr.jsonable import to_jsonable
 from geochem_sr.models import GeoSRModel, PredictionSettings, TrainingRecord, get_model
 from geochem_sr.sampling import ROLE_TRAIN, ROLE_VAL
+from geochem_sr.training.data import survey_metadata
+from geochem_sr.training.ensembles import ensemble_payload
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
@@ -268,18 +270,9 @@ def fit_cells(ds: xr.Dataset, kind: str, config: TrainConfig, data: TrainingData
     if len(nets) == 1:
         name, cfg, state = kind, dict(nets[0].config), nets[0].state_dict()
     else:
-        first = dict(nets[0].config)
         name = "ensemble"
-        cfg = {"in_channels": n_in, "out_channels": n_out, "member": kind, "n": len(nets),
-               "member_config": {k: v for k, v in first.items()
-                                 if k not in ("in_channels", "out_channels")}}
-        state = {f"members.{i}.{k}": v for i, n in enumerate(nets)
-                 for k, v in n.state_dict().items()}
-    groups = schema.parse_input_set(data.inputs_set)
-    vocab = ds.attrs.get(schema.ATTR_GEOLOGY_VOCAB) if "geology" in groups else None
-    if vocab is not None and not isinstance(vocab, str):
-        vocab = json.dumps(vocab, default=to_jsonable)
-    units = schema.units_of(ds)
+        cfg, state = ensemble_payload(kind, nets[0].config, [n.state_dict() for n in nets])
+    vocab, units = survey_metadata(ds, data.inputs_set, list(data.elements))
     record = TrainingRecord(
         seed=int(config.seed), epochs_run=0, stopped_early=False, split=data.split_summary(),
         margin=table.reach, loss="mse", device="cpu",
@@ -292,7 +285,7 @@ def fit_cells(ds: xr.Dataset, kind: str, config: TrainConfig, data: TrainingData
         inputs=data.inputs_set,
         channels=list(data.channels),
         elements=list(data.elements),
-        units={el: str(units.get(el, "")) for el in data.elements},
+        units=units,
         norm_stats={str(k): (float(v[0]), float(v[1])) for k, v in data.stats.items()},
         geology_vocabulary=vocab,
         patch_size=int(data.patch_size),

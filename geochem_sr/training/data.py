@@ -148,3 +148,19 @@ def report_on_windows(parts: TrainingParts, predictions: Iterable[np.ndarray]
                            "cells": n}
     return per_element, (sq / max(count, 1), sq0 / max(count, 1))
 
+
+def survey_metadata(ds: Any, inputs: str, elements: list[str]
+                    ) -> tuple[str | None, dict[str, str]]:
+    """What a model file keeps of the survey it was trained on: the geology vocabulary (as
+    JSON, when the input set uses geology) and each element's unit."""
+    import json
+
+    from geochem_sr.jsonable import to_jsonable
+
+    vocab = ds.attrs.get(schema.ATTR_GEOLOGY_VOCAB) \
+        if "geology" in schema.parse_input_set(inputs) else None
+    if vocab is not None and not isinstance(vocab, str):
+        vocab = json.dumps(vocab, default=to_jsonable)
+    units = schema.units_of(ds)
+    return vocab, {el: str(units.get(el, "")) for el in elements}
+

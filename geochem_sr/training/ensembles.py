@@ -8,7 +8,7 @@ the validation cells as for a single network.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,13 +21,25 @@ if TYPE_CHECKING:  # pragma: no cover
     from geochem_sr.training.config import TrainConfig
     from geochem_sr.training.data import TrainingParts
 
-__all__ = ["member_config", "combine"]
+__all__ = ["member_config", "combine", "ensemble_payload"]
 
 
 def member_config(config: TrainConfig, i: int) -> TrainConfig:
     """The settings of member ``i``: seed ``seed + i``, checkpoint ``<checkpoint>.member<i>``."""
     ckpt = None if config.checkpoint is None else f"{config.checkpoint}.member{i}"
     return dataclasses.replace(config, seed=config.seed + i, checkpoint=ckpt, ensemble=1)
+
+
+def ensemble_payload(member: str, member_config: Mapping[str, Any],
+                     states: list[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``network_config`` and weights of an :class:`~geochem_sr.models.ensemble.Ensemble`
+    of ``len(states)`` members named ``member``, each built from ``member_config`` (with
+    its ``in_channels`` and ``out_channels``) and holding its own weights."""
+    cfg = dict(member_config)
+    config = {"in_channels": cfg.pop("in_channels"), "out_channels": cfg.pop("out_channels"),
+              "member": member, "n": len(states), "member_config": cfg}
+    state = {f"members.{i}.{k}": v for i, st in enumerate(states) for k, v in st.items()}
+    return config, state
 
 
 def combine(members: list[GeoSRModel], parts: TrainingParts,
@@ -39,11 +51,8 @@ def combine(members: list[GeoSRModel], parts: TrainingParts,
     on the validation cells.
     """
     first = members[0]
-    cfg = dict(first.network_config)
-    config = {"in_channels": cfg.pop("in_channels"), "out_channels": cfg.pop("out_channels"),
-              "member": first.network_name, "n": len(members), "member_config": cfg}
-    state = {f"members.{i}.{k}": v for i, m in enumerate(members)
-             for k, v in m.state_dict.items()}
+    config, state = ensemble_payload(first.network_name, first.network_config,
+                                     [m.state_dict for m in members])
     record = dataclasses.replace(first.training, ensemble=[
         {"seed": m.training.seed, "epochs_run": m.training.epochs_run,
          "best_epoch": m.validation.get("best_epoch"),

@@ -29,7 +29,7 @@ from geochem_sr.trust.shrinkage import (
     element_calibration,
 )
 
-__all__ = ["calibrate", "fit_calibration"]
+__all__ = ["calibrate", "fit_calibration", "held_out_setup"]
 
 
 def fit_calibration(model: GeoSRModel, held: Held, std_floor: float, min_gain: float,
@@ -78,6 +78,28 @@ def fit_calibration(model: GeoSRModel, held: Held, std_floor: float, min_gain: f
         notes=copy.deepcopy(model.notes),
         aoa=copy.deepcopy(model.aoa),
     )
+
+
+def held_out_setup(ds: xr.Dataset, model: GeoSRModel, seed: int | None, roles: Any,
+                   purpose: str) -> tuple[xr.Dataset, xr.DataArray, str, np.ndarray,
+                                          np.ndarray, float | None]:
+    """What scoring a model's held-out blocks needs: the dataset with its inputs prepared,
+    the roles (and how they were obtained), their codes, the evidence block of every cell
+    and that block's side in metres.
+
+    Raises
+    ------
+    DataError
+        No validation cells to ``purpose`` on.
+    """
+    ds = prepare_inputs(ds, model)
+    roles_da, note = roles_array(ds, model, seed, roles)
+    codes = np.asarray(roles_da.values).astype(np.int8)
+    if not (codes == ROLE_VAL).any():
+        raise DataError(f"roles: expected validation cells (code 2) to {purpose} on, "
+                        "found none")
+    groups, unit_m = evidence_blocks(ds, model, roles_da, MIN_GROUPS)
+    return ds, roles_da, note, codes, groups, unit_m
 
 
 def calibrate(
@@ -159,12 +181,8 @@ def calibrate(
     for name, v in (("std_floor", std_floor), ("min_gain", min_gain)):
         if not (isinstance(v, int | float) and 0 <= v < 1):
             raise ParameterError(f"{name}: expected a number in [0, 1), found {v!r}")
-    ds = prepare_inputs(ds, model)
-    roles_da, note = roles_array(ds, model, seed, roles)
-    codes = np.asarray(roles_da.values).astype(np.int8)
-    if not (codes == ROLE_VAL).any():
-        raise DataError("roles: expected validation cells (code 2) to calibrate on, found none")
-    groups, unit_m = evidence_blocks(ds, model, roles_da, MIN_GROUPS)
+    ds, roles_da, note, codes, groups, unit_m = held_out_setup(ds, model, seed, roles,
+                                                               "calibrate")
     held = predict_held(ds, model, codes, groups, tile=tile, device=device, unit_m=unit_m,
                         progress=progress)
     out = fit_calibration(model, held, std_floor, min_gain, note)

@@ -32,17 +32,14 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from geochem_sr.errors import DataError, ModelMismatchError, ParameterError
-from geochem_sr.inference import prepare_inputs
+from geochem_sr.errors import ModelMismatchError, ParameterError
 from geochem_sr.models import CELL_MODELS, GeoSRModel, available_methods
 from geochem_sr.sampling import ROLE_TEST, ROLE_VAL
-from geochem_sr.trust.calibrate import calibrate
+from geochem_sr.trust.calibrate import calibrate, held_out_setup
 from geochem_sr.trust.predictions import Held, predict_held
-from geochem_sr.trust.roles import evidence_blocks, roles_array
 from geochem_sr.trust.shrinkage import (
     LCB_ALPHA,
     MIN_GAIN,
-    MIN_GROUPS,
     STD_FLOOR_FRACTION,
     element_calibration,
 )
@@ -113,14 +110,8 @@ def _quiet_calibrate(ds: xr.Dataset, model: GeoSRModel, progress: bool, roles: A
 def _held_outs(ds: xr.Dataset, fitted: list[tuple[str, GeoSRModel]], roles: Any,
                progress: bool) -> list[Held]:
     """Each candidate's raw prediction of the held-out cells, cropped to one common box."""
-    first = fitted[0][1]
-    ds = prepare_inputs(ds, first)
-    roles_da, _ = roles_array(ds, first, None, roles)
-    codes = np.asarray(roles_da.values).astype(np.int8)
-    groups, unit_m = evidence_blocks(ds, first, roles_da, MIN_GROUPS)
+    ds, _, _, codes, groups, unit_m = held_out_setup(ds, fitted[0][1], None, roles, "choose")
     held = (codes == ROLE_VAL) | (codes == ROLE_TEST)
-    if not (codes == ROLE_VAL).any():
-        raise DataError("roles: expected validation cells (code 2) to choose on, found none")
     rows, cols = np.flatnonzero(held.any(1)), np.flatnonzero(held.any(0))
     box = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
     out = []
