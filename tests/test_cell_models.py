@@ -136,6 +136,10 @@ def test_auto_keeps_the_trees_where_they_win_and_the_sparse_map_elsewhere(select
     assert set(table["As"]["candidates"]) == {"srcnn", "trees", "mean of srcnn + trees"}
     assert table["As"]["candidates"]["trees"]["gain_val"] > 0.15
     assert table["As"]["candidates"]["trees"]["gain_val_se"] > 0
+    # the trees alone are judged out of fold on the training ground; with the network,
+    # on the validation blocks where both have predictions
+    cells = {k: v["cells_val"] for k, v in table["As"]["candidates"].items()}
+    assert cells["trees"] > 2 * cells["mean of srcnn + trees"] == 2 * cells["srcnn"]
     assert selected.network_name == "selection"
     assert selected.network_config["weights"] == [[1.0], [0.0]]  # only the trees are stored
     assert selected.shrinkage["Cu"] == 0.0 and selected.shrinkage["As"] > 0.5
@@ -217,3 +221,50 @@ def test_auto_of_ensembles_keeps_the_members_spread_through_its_file(planted, tm
     assert back.digest == model.digest
     std = planted.geosr.super_resolve(back)["hr_pred_std"].values[0]
     assert np.isfinite(std).any() and np.nanstd(std) > 0  # varies from cell to cell
+
+
+def _cross_fit(ds: xr.Dataset, model: GeoSRModel):
+    from geochem_sr.inference import prepare_inputs
+    from geochem_sr.training.cross_fit import cross_fit_cells
+    from geochem_sr.trust import training_roles
+
+    roles = training_roles(ds, model)
+    return cross_fit_cells(prepare_inputs(ds, model), model, roles), roles
+
+
+def test_cross_fit_predicts_every_training_cell_from_fits_that_never_saw_its_block(
+        planted, fitted):
+    from geochem_sr.sampling import ROLE_TEST, ROLE_TRAIN, ROLE_VAL, BlockSplitter
+
+    (res, spread, k), roles = _cross_fit(planted, fitted["ridge"])
+    codes = roles.values
+    ground = (codes == ROLE_TRAIN) | (codes == ROLE_VAL)
+    assert k >= 2
+    assert np.isfinite(res[0][ground]).all() and np.isnan(res[0][~ground]).all()
+    assert not np.isfinite(res[0][codes == ROLE_TEST]).any()
+    assert (spread[0][ground] == 0).all()  # one regressor: no members' spread
+    # a block's dense values changed: its own out-of-fold predictions stay the same
+    block = BlockSplitter(int(roles.attrs["block_size_cells"][0])).block_ids(planted)
+    one = block == block[ground][0]
+    changed = planted.copy()
+    changed["hr"] = planted["hr"].where(~xr.DataArray(one, dims=("y", "x")),
+                                        planted["hr"] * 30)
+    (res2, _, _), _ = _cross_fit(changed, fitted["ridge"])
+    np.testing.assert_array_equal(res2[:, one & ground], res[:, one & ground])
+    assert np.abs(res2[:, ground & ~one] - res[:, ground & ~one]).max() > 1e-3
+
+
+def test_cell_model_is_calibrated_on_out_of_fold_evidence(planted, fitted):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        crossed = gs.calibrate(planted, fitted["ridge"])
+        val_only = gs.calibrate(planted, fitted["ridge"], folds=0)
+        again = gs.calibrate(planted, fitted["ridge"])  # same seed, same numbers
+    assert crossed.validation["calibration"]["fitted_on"].startswith("out-of-fold")
+    assert val_only.validation["calibration"]["fitted_on"].startswith("validation blocks")
+    a, b = crossed.validation["per_element"], val_only.validation["per_element"]
+    assert a["As"]["cells_val"] > 2 * b["As"]["cells_val"]
+    assert a["As"]["shrinkage"] > 0.5 and a["Cu"]["shrinkage"] == 0.0
+    assert a["As"]["cells"] == b["As"]["cells"]  # the same test cells
+    assert "out-of-fold blocks" in a["As"]["verdict"]
+    assert again.shrinkage == crossed.shrinkage and again.std_scale == crossed.std_scale

@@ -33,7 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from geochem_sr.sampling import TrainingData
     from geochem_sr.training.config import TrainConfig
 
-__all__ = ["fit_cells", "CellTable", "TREE_PARAMS", "RIDGE_PENALTIES", "MAX_TREE_ROUNDS"]
+__all__ = ["fit_cells", "fit_member", "cell_rows", "squares_of", "CellTable", "TREE_PARAMS",
+           "RIDGE_PENALTIES", "MAX_TREE_ROUNDS"]
 
 #: LightGBM settings of every booster: shallow trees, large leaves (neighbouring cells are
 #: strongly correlated, so a leaf of a few cells is a leaf of one place), row and feature
@@ -87,69 +88,108 @@ class CellTable:
     reach: int
 
 
-def cell_table(ds: xr.Dataset, data: TrainingData, kind: str, scales: Any) -> CellTable:
-    """Features of the training and validation cells of prepared data (module docstring)."""
+def cell_rows(ds: xr.Dataset, channels: list[str], stats: dict[str, Any],
+              elements: list[str], kind: str, scales: Any, masks: list[np.ndarray],
+              frame: np.ndarray | None = None
+              ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], tuple[int, int],
+                         int]:
+    """Features and residual targets of the cells of each ``(y, x)`` mask.
 
+    The features are computed once on the bounding box of ``frame`` (default: of the
+    masks) widened by the features' reach (reflected beyond the grid, as prediction
+    reflects a region). A mask keeps the cells with every input known and a dense value
+    for at least one element.
+
+    Returns
+    -------
+    features, targets, kept : lists of numpy.ndarray
+        Per mask: ``(n, F)`` float64 features, ``(n, E)`` float64 targets (NaN where the
+        dense map is unknown), and the ``(y, x)`` mask of the ``n`` cells, in row-major
+        order, on the crop.
+    origin : tuple of int
+        Grid row and column of the crop's first cell.
+    reach : int
+        Cells of input context a feature reads.
+    """
     from geochem_sr.features import normalise, stack_inputs, target_residual
 
-    net = get_model(kind, len(data.channels), len(data.elements), **_scales_kw(scales))
+    net = get_model(kind, len(channels), len(elements), **_scales_kw(scales))
     reach = net.features.reach
-    role = np.asarray(data.roles.values)
-    rows, cols = np.flatnonzero((role > 0).any(1)), np.flatnonzero((role > 0).any(0))
-    ny, nx = role.shape
+    anym = np.logical_or.reduce(masks) if frame is None else frame
+    rows, cols = np.flatnonzero(anym.any(1)), np.flatnonzero(anym.any(0))
+    ny, nx = anym.shape
     r0, r1 = max(0, rows[0] - reach), min(ny, rows[-1] + 1 + reach)
     c0, c1 = max(0, cols[0] - reach), min(nx, cols[-1] + 1 + reach)
-    crop = {schema.Y: slice(r0, r1), schema.X: slice(c0, c1)}
-    src = ds.isel(crop)
-    x = np.asarray(normalise(stack_inputs(src, data.channels), data.stats).values,
-                   np.float64)
-    t = np.asarray(target_residual(src, data.elements).values, np.float64)
-    known = np.isfinite(x).all(0)
+    src = ds.isel({schema.Y: slice(r0, r1), schema.X: slice(c0, c1)})
+    x = np.asarray(normalise(stack_inputs(src, channels), stats).values, np.float64)
+    t = np.asarray(target_residual(src, elements).values, np.float64)
+    known = np.isfinite(x).all(0) & np.isfinite(t).any(0)
     xp = np.pad(x, ((0, 0), (reach, reach), (reach, reach)), mode="reflect") \
         if min(x.shape[1:]) > reach else np.pad(x, ((0, 0), (reach, reach), (reach, reach)))
-    sub = role[r0:r1, c0:c1]
-    masks = {code: (sub == code) & known & np.isfinite(t).any(0)
-             for code in (ROLE_TRAIN, ROLE_VAL)}
-    rows: dict[int, list[np.ndarray]] = {ROLE_TRAIN: [], ROLE_VAL: []}
+    kept = [m[r0:r1, c0:c1] & known for m in masks]
+    parts: list[list[np.ndarray]] = [[] for _ in masks]
     for _, a, b, f in net.features.strips(xp[None]):  # rows of the reflected crop
         lo, hi = max(a, reach), min(b, reach + x.shape[1])
         if lo >= hi:
             continue
         block = f[lo - a:hi - a, reach:reach + x.shape[2]]
-        for code in rows:
-            rows[code].append(block[masks[code][lo - reach:hi - reach]])
-    out = {code: (np.concatenate(rows[code]), t[:, masks[code]].T.copy(), masks[code])
-           for code in rows}
-    yy, xx = np.nonzero(out[ROLE_TRAIN][2])
-    squares = (yy // BOOTSTRAP_SQUARE) * (x.shape[2] // BOOTSTRAP_SQUARE + 1) \
-        + xx // BOOTSTRAP_SQUARE
-    for code, name in ((ROLE_TRAIN, "training"), (ROLE_VAL, "validation")):
-        if out[code][0].shape[0] == 0:
+        for part, m in zip(parts, kept, strict=True):
+            part.append(block[m[lo - reach:hi - reach]])
+    feats = [np.concatenate(p) if p else np.zeros((0, net.features.n_features))
+             for p in parts]
+    return feats, [t[:, m].T.copy() for m in kept], kept, (r0, c0), reach
+
+
+def cell_table(ds: xr.Dataset, data: TrainingData, kind: str, scales: Any) -> CellTable:
+    """Features of the training and validation cells of prepared data (module docstring)."""
+    role = np.asarray(data.roles.values)
+    feats, targets, kept, _, reach = cell_rows(
+        ds, list(data.channels), data.stats, list(data.elements), kind, scales,
+        [role == ROLE_TRAIN, role == ROLE_VAL], frame=role > 0)
+    for f, name in ((feats[0], "training"), (feats[1], "validation")):
+        if f.shape[0] == 0:
             raise DataError(f"{name} cells: expected cells with every input and a dense value "
                             f"in the {name} blocks, found none")
-    return CellTable(out[ROLE_TRAIN][0], out[ROLE_VAL][0], out[ROLE_TRAIN][1],
-                     out[ROLE_VAL][1], squares, reach)
+    return CellTable(feats[0], feats[1], targets[0], targets[1], squares_of(kept[0]), reach)
+
+
+def squares_of(mask: np.ndarray) -> np.ndarray:
+    """Id of the :data:`BOOTSTRAP_SQUARE`-cell square of each cell of ``mask`` (row-major)."""
+    yy, xx = np.nonzero(mask)
+    return (yy // BOOTSTRAP_SQUARE) * (mask.shape[1] // BOOTSTRAP_SQUARE + 1) \
+        + xx // BOOTSTRAP_SQUARE
 
 
 def _scales_kw(scales: Any) -> dict[str, Any]:
     return {} if scales is None else {"scales": list(scales)}
 
 
-def _fit_trees(table: CellTable, seed: int, threads: int) -> tuple[list[str | None], dict]:
+def _fit_trees(table: CellTable, seed: int, threads: int,
+               rounds: list[int] | None = None) -> tuple[list[str | None], dict]:
+    """One booster per element, stopped early on the validation cells, or run for the
+    given ``rounds`` per element (then no validation cell is read)."""
     import lightgbm
 
     texts: list[str | None] = []
     info: dict[str, Any] = {}
     params = {**TREE_PARAMS, "seed": int(seed), "num_threads": int(threads)}
     for e in range(table.target_train.shape[1]):
-        tr, va = np.isfinite(table.target_train[:, e]), np.isfinite(table.target_val[:, e])
-        if tr.sum() < 2 * TREE_PARAMS["min_data_in_leaf"] or not va.any():
+        tr = np.isfinite(table.target_train[:, e])
+        va = np.isfinite(table.target_val[:, e]) if rounds is None else None
+        fixed = None if rounds is None else int(rounds[e])
+        if tr.sum() < 2 * TREE_PARAMS["min_data_in_leaf"] or fixed == 0 \
+                or (va is not None and not va.any()):
             texts.append(None)
             info[e] = {"rounds": 0}
             continue
         dtrain = lightgbm.Dataset(table.train[tr], table.target_train[tr, e],
                                   params={"max_bin": TREE_PARAMS["max_bin"],
                                           "verbosity": -1}, free_raw_data=True)
+        if fixed is not None:
+            booster = lightgbm.train(params, dtrain, num_boost_round=fixed)
+            texts.append(booster.model_to_string())
+            info[e] = {"rounds": fixed}
+            continue
         dval = lightgbm.Dataset(table.val[va], table.target_val[va, e], reference=dtrain)
         booster = lightgbm.train(params, dtrain, num_boost_round=MAX_TREE_ROUNDS,
                                  valid_sets=[dval],
@@ -213,13 +253,18 @@ def _fit_ridge(table: CellTable, rng: np.random.Generator | None
     return weight, bias, bounds, info
 
 
-def _member(kind: str, table: CellTable, n_in: int, n_out: int, scales: Any, seed: int,
-            bootstrap: bool) -> tuple[Any, dict]:
+def fit_member(kind: str, table: CellTable, n_in: int, n_out: int, scales: Any, seed: int,
+               bootstrap: bool, rounds: list[int] | None = None) -> tuple[Any, dict]:
+    """One fitted per-cell regressor (a torch module) and its fit record per element.
+
+    ``bootstrap``: the ridge fits a resample of whole squares (an ensemble's member);
+    ``rounds``: the trees run that many rounds per element instead of stopping early.
+    """
     import torch
 
     net = get_model(kind, n_in, n_out, **_scales_kw(scales))
     if kind == "trees":
-        texts, info = _fit_trees(table, seed, torch.get_num_threads())
+        texts, info = _fit_trees(table, seed, torch.get_num_threads(), rounds)
         net.set_boosters(texts)
     else:
         rng = np.random.default_rng(seed) if bootstrap else None
@@ -262,7 +307,7 @@ def fit_cells(ds: xr.Dataset, kind: str, config: TrainConfig, data: TrainingData
     n_in, n_out = len(data.channels), len(data.elements)
     nets, infos = [], []
     for i in range(int(config.ensemble)):
-        net, info = _member(kind, table, n_in, n_out, scales, int(config.seed) + i,
+        net, info = fit_member(kind, table, n_in, n_out, scales, int(config.seed) + i,
                             bootstrap=config.ensemble > 1)
         nets.append(net)
         infos.append({data.elements[e]: v for e, v in info.items()})

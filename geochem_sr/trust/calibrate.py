@@ -19,7 +19,8 @@ from geochem_sr.jsonable import to_jsonable
 from geochem_sr.models import GeoSRModel
 from geochem_sr.sampling import ROLE_VAL, SPLIT_ATTRS, describe_gap
 from geochem_sr.trust.aoa import AOA_SAMPLE, aoa_reference
-from geochem_sr.trust.predictions import Held, predict_held
+from geochem_sr.trust.evidence import evidence_held, fitted_on, uses_cross_fit
+from geochem_sr.trust.predictions import Held
 from geochem_sr.trust.roles import evidence_blocks, roles_array
 from geochem_sr.trust.shrinkage import (
     COVERAGE_1STD,
@@ -29,17 +30,21 @@ from geochem_sr.trust.shrinkage import (
     element_calibration,
 )
 
-__all__ = ["calibrate", "fit_calibration", "held_out_setup"]
+__all__ = ["calibrate", "finish_calibration", "fit_calibration", "held_out_setup"]
 
 
 def fit_calibration(model: GeoSRModel, held: Held, std_floor: float, min_gain: float,
-                    roles_note: str) -> GeoSRModel:
-    """A copy of ``model`` with shrinkage, std scale and the held-out report filled."""
+                    roles_note: str, fitted: str = "validation blocks (role 2)"
+                    ) -> GeoSRModel:
+    """A copy of ``model`` with shrinkage, std scale and the held-out report filled
+    (``fitted``: the evidence, role 2 of ``held``, in words)."""
     per_element: dict[str, dict[str, Any]] = {}
     for k, el in enumerate(held.elements):
         per_element[el] = element_calibration(held.residual[k], held.spread[k],
                                               held.target[k], held.roles, held.groups,
-                                              std_floor, min_gain, held.unit_m)
+                                              std_floor, min_gain, held.unit_m,
+                                              where="out-of-fold" if held.cross_fitted
+                                              else "validation")
     zero = {el: row["reason"] for el, row in per_element.items() if "reason" in row}
     for el, why in zero.items():
         warnings.warn(f"calibrate: {el} is returned as the sparse map (shrinkage 0): {why}",
@@ -56,7 +61,7 @@ def fit_calibration(model: GeoSRModel, held: Held, std_floor: float, min_gain: f
     validation["per_element"] = per_element
     validation["shrunk_to_zero"] = zero
     validation["calibration"] = {
-        "fitted_on": "validation blocks (role 2)",
+        "fitted_on": fitted,
         "measured_on": "test blocks (role 3), untouched by training and calibration",
         "roles": roles_note,
         "std": "std_scale * max(shrinkage * spread, std_floor), log10 units (spread of the "
@@ -114,6 +119,7 @@ def calibrate(
     aoa_sample: int = AOA_SAMPLE,
     device: str | None = None,
     progress: bool = False,
+    folds: int | None = None,
 ) -> GeoSRModel:
     """Fit do-no-harm shrinkage, calibrate the uncertainty, measure both on held-out blocks.
 
@@ -144,6 +150,12 @@ def calibrate(
     progress : bool, default False
         Show a progress bar over the tiles of the held-out prediction (computed once and
         used for every fit and score).
+    folds : int, optional
+        Per-cell regressors (trees, ridge) only: the shrinkage and std scale are fitted on
+        out-of-fold predictions of every training and validation cell, from the same
+        regressor fitted again on ``folds`` - 1 of ``folds`` folds of those blocks
+        (default 5; :mod:`geochem_sr.trust.evidence`). 0: on the validation blocks, as for
+        the networks (always on the validation blocks).
 
     Returns
     -------
@@ -183,9 +195,17 @@ def calibrate(
             raise ParameterError(f"{name}: expected a number in [0, 1), found {v!r}")
     ds, roles_da, note, codes, groups, unit_m = held_out_setup(ds, model, seed, roles,
                                                                "calibrate")
-    held = predict_held(ds, model, codes, groups, tile=tile, device=device, unit_m=unit_m,
-                        progress=progress)
-    out = fit_calibration(model, held, std_floor, min_gain, note)
+    k = uses_cross_fit(model, folds)
+    held = evidence_held(ds, model, roles_da, codes, groups, unit_m, folds=k, tile=tile,
+                         device=device, progress=progress)
+    out = fit_calibration(model, held, std_floor, min_gain, note, fitted_on(held))
+    return finish_calibration(out, ds, model, roles_da, seed, aoa_sample)
+
+
+def finish_calibration(out: GeoSRModel, ds: xr.Dataset, model: GeoSRModel,
+                       roles_da: xr.DataArray, seed: int | None, aoa_sample: int
+                       ) -> GeoSRModel:
+    """Record the split of a calibrated model and its area-of-applicability reference."""
     split = {k: v for k, v in roles_da.attrs.items() if k in SPLIT_ATTRS}
     out.validation["calibration"]["held_out"] = describe_gap(split)
     out.validation["calibration"]["split"] = json.loads(json.dumps(split, default=to_jsonable))

@@ -31,6 +31,7 @@ class Held:
     elements: list[str]
     groups: np.ndarray  # (h, w) spatial block id of every cell (jackknife groups)
     unit_m: float | None = None  # side of a group (metres), when known
+    cross_fitted: int = 0  # folds of the out-of-fold predictions on role 2 (trust.evidence)
 
 
 def bare(model: GeoSRModel) -> GeoSRModel:

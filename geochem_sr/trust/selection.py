@@ -32,11 +32,15 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from geochem_sr import schema
 from geochem_sr.errors import ModelMismatchError, ParameterError
+from geochem_sr.features import target_residual
 from geochem_sr.models import CELL_MODELS, GeoSRModel, available_methods
 from geochem_sr.sampling import ROLE_TEST, ROLE_VAL
-from geochem_sr.trust.calibrate import calibrate, held_out_setup
-from geochem_sr.trust.predictions import Held, predict_held
+from geochem_sr.trust.aoa import AOA_SAMPLE
+from geochem_sr.trust.calibrate import finish_calibration, fit_calibration, held_out_setup
+from geochem_sr.trust.evidence import evidence_held, fitted_on, frame_held, uses_cross_fit
+from geochem_sr.trust.predictions import Held
 from geochem_sr.trust.shrinkage import (
     LCB_ALPHA,
     MIN_GAIN,
@@ -100,30 +104,47 @@ def _train_candidates(ds: xr.Dataset, candidates: Sequence[Any], inputs: str,
     return out
 
 
-def _quiet_calibrate(ds: xr.Dataset, model: GeoSRModel, progress: bool, roles: Any
-                     ) -> GeoSRModel:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return calibrate(ds, model, progress=progress, roles=roles)
-
-
 def _held_outs(ds: xr.Dataset, fitted: list[tuple[str, GeoSRModel]], roles: Any,
-               progress: bool) -> list[Held]:
-    """Each candidate's raw prediction of the held-out cells, cropped to one common box."""
-    ds, _, _, codes, groups, unit_m = held_out_setup(ds, fitted[0][1], None, roles, "choose")
-    held = (codes == ROLE_VAL) | (codes == ROLE_TEST)
-    rows, cols = np.flatnonzero(held.any(1)), np.flatnonzero(held.any(0))
-    box = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
-    out = []
-    for _, m in fitted:
-        h = predict_held(ds, m, codes, groups, tile=256, device=None, unit_m=unit_m,
-                         progress=progress)
-        sl = (slice(box[0] - h.box[0], box[1] - h.box[0]),
-              slice(box[2] - h.box[2], box[3] - h.box[2]))
-        out.append(Held(box, h.roles[sl], h.residual[:, sl[0], sl[1]],
-                        h.spread[:, sl[0], sl[1]], h.target[:, sl[0], sl[1]], h.elements,
-                        h.groups[sl], h.unit_m))
-    return out
+               progress: bool, folds: int | None) -> tuple[list[Held], xr.Dataset, Any]:
+    """Each candidate's evidence and test predictions on one common box of the grid
+    (:func:`~geochem_sr.trust.evidence.evidence_held`: out of fold for the per-cell
+    regressors, the validation blocks for the networks); the prepared dataset and roles."""
+    ds, roles_da, note, codes, groups, unit_m = held_out_setup(ds, fitted[0][1], None, roles,
+                                                               "choose")
+    raw = [evidence_held(ds, m, roles_da, codes, groups, unit_m,
+                         folds=uses_cross_fit(m, folds), tile=256, device=None,
+                         progress=progress) for _, m in fitted]
+    box = (min(h.box[0] for h in raw), max(h.box[1] for h in raw),
+           min(h.box[2] for h in raw), max(h.box[3] for h in raw))
+    framed = [frame_held(h, box, groups) for h in raw]
+    sub = ds.isel({schema.Y: slice(box[0], box[1]), schema.X: slice(box[2], box[3])})
+    target = np.asarray(target_residual(sub, fitted[0][1].elements).values, np.float32)
+    common = _common_roles(framed)
+    out = [dataclasses.replace(h, roles=common, target=target) for h in framed]
+    return out, ds, (roles_da, note, max(h.cross_fitted for h in raw))
+
+
+def _common_roles(held: list[Held]) -> np.ndarray:
+    """Role 3 where every candidate has test cells, else role 2 where any has evidence."""
+    test = np.all([h.roles == ROLE_TEST for h in held], axis=0)
+    evidence = np.any([h.roles == ROLE_VAL for h in held], axis=0)
+    return np.where(test, ROLE_TEST, np.where(evidence, ROLE_VAL, 0)).astype(np.int8)
+
+
+def _mixture(held: list[Held], weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per element ``(E, K)`` weights: the weighted mean of the candidates' residuals and
+    the mixture's spread (NaN where a candidate with weight has no prediction)."""
+    shape = held[0].residual.shape
+    mean, second = np.zeros(shape), np.zeros(shape)
+    for k, h in enumerate(held):
+        w = weights[:, k][:, None, None]
+        used = w > 0
+        r = h.residual.astype(np.float64)
+        sd = h.spread.astype(np.float64)
+        mean += np.where(used, w * r, 0.0)
+        second += np.where(used, w * (sd * sd + r * r), 0.0)
+    spread = np.sqrt(np.maximum(second - mean * mean, 0.0))
+    return mean, spread
 
 
 def _options(names: Sequence[str]) -> list[tuple[str, tuple[float, ...]]]:
@@ -143,11 +164,7 @@ def _option_rows(held: list[Held], weights: tuple[float, ...], std_floor: float,
                  min_gain: float, alpha: float) -> dict[str, dict[str, float]]:
     """Calibration figures of the weighted mean of the candidates, per element."""
     h0 = held[0]
-    mean = sum(w * h.residual.astype(np.float64) for w, h in zip(weights, held, strict=True)
-               if w > 0)
-    second = sum(w * (h.spread.astype(np.float64) ** 2 + h.residual.astype(np.float64) ** 2)
-                 for w, h in zip(weights, held, strict=True) if w > 0)
-    spread = np.sqrt(np.maximum(second - mean * mean, 0.0))
+    mean, spread = _mixture(held, np.tile(np.asarray(weights), (len(h0.elements), 1)))
     out = {}
     for k, el in enumerate(h0.elements):
         r = element_calibration(mean[k], spread[k], h0.target[k], h0.roles, h0.groups,
@@ -155,7 +172,7 @@ def _option_rows(held: list[Held], weights: tuple[float, ...], std_floor: float,
         out[el] = {"gain_val": float(r["gain_val"]), "gain_val_se": float(r["gain_val_se"]),
                    "gain_val_lcb": float(r["gain_val_lcb"]),
                    "shrinkage": float(r["shrinkage"]), "gain_test": float(r["gain"]),
-                   "gain_test_se": float(r["gain_se"])}
+                   "gain_test_se": float(r["gain_se"]), "cells_val": int(r["cells_val"])}
     return out
 
 
@@ -213,9 +230,27 @@ def _composite(fitted: list[tuple[str, GeoSRModel]], table: dict[str, dict[str, 
         notes={"selection": copy.deepcopy(table)})
 
 
+def _calibrated(composite: GeoSRModel, fitted: list[tuple[str, GeoSRModel]],
+                held: list[Held], table: dict[str, dict[str, Any]], crossed: int
+                ) -> GeoSRModel:
+    """The composite calibrated on the mixture of its candidates' held-out predictions,
+    each element on the evidence its winners share (what :func:`_compare` scored)."""
+    weights = np.array([table[el]["weights"] for el in composite.elements], np.float64)
+    mean, spread = _mixture(held, weights)
+    mix = dataclasses.replace(held[0], residual=mean.astype(np.float32),
+                              spread=spread.astype(np.float32), cross_fitted=crossed)
+    text = fitted_on(mix)
+    if crossed:
+        text += ("; the validation blocks (role 2) alone for an element whose winners "
+                 "include a network")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return fit_calibration(composite, mix, STD_FLOOR_FRACTION, MIN_GAIN, "", text)
+
+
 def select(ds: xr.Dataset, candidates: Sequence[str | GeoSRModel] = DEFAULT_CANDIDATES,
            inputs: str = "auto", *, roles: Any = None, progress: bool = False,
-           **overrides: Any) -> GeoSRModel:
+           folds: int | None = None, **overrides: Any) -> GeoSRModel:
     """Train the candidates, keep per element the one that gains most on validation blocks.
 
     Parameters
@@ -233,6 +268,11 @@ def select(ds: xr.Dataset, candidates: Sequence[str | GeoSRModel] = DEFAULT_CAND
         default: those the candidates were trained with.
     progress : bool, default False
         Show progress of the held-out predictions.
+    folds : int, optional
+        The per-cell regressors are judged on out-of-fold predictions of every training
+        and validation cell, from ``folds`` refits (default 5; 0: on the validation blocks
+        like the networks; :mod:`geochem_sr.trust.evidence`). An option that includes a
+        network is judged on the validation blocks, where every member has predictions.
     **overrides
         Settings of :class:`~geochem_sr.training.TrainConfig` for every candidate trained
         here (``seed``, ``ensemble``, ``epochs``...); ``network_kwargs`` and
@@ -269,9 +309,11 @@ def select(ds: xr.Dataset, candidates: Sequence[str | GeoSRModel] = DEFAULT_CAND
     the test-block scores of the returned model are not: no candidate saw those blocks.
     """
     fitted = _train_candidates(ds, candidates, inputs, overrides)
-    held = _held_outs(ds, fitted, roles, progress)
+    held, prepared, (roles_da, note, crossed) = _held_outs(ds, fitted, roles, progress, folds)
     table = _compare([n for n, _ in fitted], held, STD_FLOOR_FRACTION, MIN_GAIN)
-    model = _quiet_calibrate(ds, _composite(fitted, table), progress, roles)
+    model = _calibrated(_composite(fitted, table), fitted, held, table, crossed)
+    model = finish_calibration(model, prepared, model, roles_da, None, AOA_SAMPLE)
+    model.validation["calibration"]["roles"] = note
     for el, row in table.items():  # the composite's own verdict where it differs
         cal = model.validation["per_element"].get(el, {})
         if row["method"] != SPARSE_MAP and not cal.get("shrinkage", 0) > 0:

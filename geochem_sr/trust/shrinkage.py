@@ -91,7 +91,8 @@ def _bootstrap_gain(num: np.ndarray, den: np.ndarray, tt: np.ndarray, s: float,
 
 
 def _shrinkage(rv: np.ndarray, tv: np.ndarray, gv: np.ndarray, min_gain: float,
-               alpha: float = LCB_ALPHA) -> tuple[dict[str, Any], str | None]:
+               alpha: float = LCB_ALPHA, where: str = "validation"
+               ) -> tuple[dict[str, Any], str | None]:
     """Do-no-harm factor from the validation cells (values, targets, block ids).
 
     Kept only when the validation cells span at least :data:`MIN_UNITS` independent blocks,
@@ -117,20 +118,20 @@ def _shrinkage(rv: np.ndarray, tv: np.ndarray, gv: np.ndarray, min_gain: float,
     reason = None
     if n_units < MIN_UNITS:
         blocks = "block" if n_units == 1 else "blocks"
-        reason = (f"not enough evidence: the validation cells span {n_units} independent "
+        reason = (f"not enough evidence: the {where} cells span {n_units} independent "
                   f"{blocks}, at least {MIN_UNITS} are needed to tell a correction from noise")
     elif not s_ls > 0:
         reason = ("the predicted residual does not correlate positively with the dense map's "
-                  f"residual on the validation blocks (least-squares factor {s_ls:.3g})")
+                  f"residual on the {where} blocks (least-squares factor {s_ls:.3g})")
     elif s == 0.0:
         reason = (f"the least-squares factor {s_ls:.3g} is less than {MIN_Z:g} standard "
-                  f"errors above 0 across the {groups.size} validation blocks (jackknife "
+                  f"errors above 0 across the {groups.size} {where} blocks (jackknife "
                   f"standard error {se:.3g})")
     elif gain < min_gain:
-        reason = (f"on the validation blocks the shrunk prediction improves on the sparse map "
+        reason = (f"on the {where} blocks the shrunk prediction improves on the sparse map "
                   f"by {gain:.2%} only (< {min_gain:.0%})")
     elif not lcb >= MIN_GAIN_LCB:
-        reason = (f"the gain on the validation blocks ({gain:.1%}) is not clearly above "
+        reason = (f"the gain on the {where} blocks ({gain:.1%}) is not clearly above "
                   f"{MIN_GAIN_LCB:.0%}: "
                   f"its {100 * (1 - alpha):.3g}% lower bound over {groups.size} blocks resampled "
                   f"(block bootstrap) is {lcb:.1%}")
@@ -157,8 +158,9 @@ def verdict(row: dict[str, Any], unit_m: float | None = None) -> str:
         return f"returned as the sparse map: {row['reason']}"
     size = f" of about {unit_m / 1000:.2g} km" if unit_m else ""
     text = (f"correction kept at {float(row['shrinkage']):.2f} of its size: on "
-            f"{row.get('evidence_blocks', row.get('val_blocks', '?'))} independent validation "
-            f"blocks{size} it improves on the sparse map by {float(row['gain_val']):.1%} "
+            f"{row.get('evidence_blocks', row.get('val_blocks', '?'))} independent "
+            f"{row.get('evidence', 'validation')} blocks{size} it improves on the sparse map "
+            f"by {float(row['gain_val']):.1%} "
             f"({100 * float(row.get('lcb_level', 1 - LCB_ALPHA)):.3g}% lower bound "
             f"{float(row['gain_val_lcb']):.1%})")
     gain = row.get("gain")
@@ -169,21 +171,22 @@ def verdict(row: dict[str, Any], unit_m: float | None = None) -> str:
 
 def element_calibration(r: np.ndarray, sd: np.ndarray, t: np.ndarray, roles: np.ndarray,
                         groups: np.ndarray, std_floor: float, min_gain: float,
-                        unit_m: float | None = None, alpha: float = LCB_ALPHA
-                        ) -> dict[str, Any]:
-    """Shrinkage, std scale and floor from the validation cells; scores on the test cells;
-    the ``verdict`` in words (``unit_m``: side of the independent blocks in metres;
-    ``alpha``: level of the lower bound on the validation gain, smaller when the element's
-    correction is the best of several, :func:`geochem_sr.trust.select`)."""
+                        unit_m: float | None = None, alpha: float = LCB_ALPHA,
+                        where: str = "validation") -> dict[str, Any]:
+    """Shrinkage, std scale and floor from the validation cells (role 2); scores on the
+    test cells; the ``verdict`` in words (``unit_m``: side of the independent blocks in
+    metres; ``alpha``: level of the lower bound on the validation gain; ``where``: what the
+    role-2 blocks are, in words: ``"validation"`` or ``"out-of-fold"``)."""
     ok = np.isfinite(r) & np.isfinite(sd) & np.isfinite(t)
     val, test = ok & (roles == ROLE_VAL), ok & (roles == ROLE_TEST)
     rv, sv, tv = (a[val].astype(np.float64) for a in (r, sd, t))
-    out: dict[str, Any] = {"cells_val": int(val.sum()), "cells": int(test.sum())}
+    out: dict[str, Any] = {"cells_val": int(val.sum()), "cells": int(test.sum()),
+                           "evidence": where}
     if rv.size == 0:
         info, reason = {"shrinkage_ls": math.nan, "shrinkage": 0.0}, \
-            "no validation cell with a known dense value"
+            f"no {where} cell with a known dense value"
     else:
-        info, reason = _shrinkage(rv, tv, groups[val], min_gain, alpha)
+        info, reason = _shrinkage(rv, tv, groups[val], min_gain, alpha, where)
     out.update(info)
     if reason is not None:
         out["reason"] = reason
