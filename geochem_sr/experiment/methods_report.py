@@ -79,12 +79,15 @@ def methods_lines(rows: Sequence[Mapping[str, Any]], elements: Sequence[str],
         "## Methods a geochemist could pick",
         "",
         "Gain over the sparse map on the test blocks, %, after each method's do-no-harm "
-        "calibration on the validation blocks (± delete-one-block jackknife error); "
-        "classical rows from their RMSE (no calibration). Cost: CPU seconds to train "
-        "(all candidates for the selection) and to predict a 1024 × 1024-cell region "
+        "calibration (± delete-one-block jackknife error): the network's on the validation "
+        "blocks, the per-cell regressors' on out-of-fold predictions of the training and "
+        "validation blocks (5-fold spatial cross-fitting); "
+        "classical rows from their RMSE (no calibration). Cost: CPU seconds to train and "
+        "calibrate (all candidates for the selection) and to predict a 1024 × 1024-cell region "
         "(measured on this region, scaled by cells).",
         "",
-        "| Method | " + " | ".join(elements) + " | mean | train CPU s | predict CPU s (1024²) |",
+        "| Method | " + " | ".join(elements)
+        + " | mean | train + calibrate CPU s | predict CPU s (1024²) |",
         "|---|" + "---|" * (len(elements) + 3),
     ]
     for r in shown:
@@ -97,7 +100,8 @@ def methods_lines(rows: Sequence[Mapping[str, Any]], elements: Sequence[str],
                      + f" | {100 * _mean(g):+.2f} | {cost} |")
     auto = next((r for r in methods if r["key"] == "auto"), None)
     if auto and auto.get("selection"):
-        lines += ["", "The selection's choice per element (on the validation blocks): "
+        lines += ["", "The selection's choice per element (on the evidence above, never the test "
+                  "blocks): "
                   + ", ".join(f"{el} {row['method']}" for el, row in auto["selection"].items())
                   + "."]
     c = methods_checks(rows, elements)
