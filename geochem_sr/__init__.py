@@ -38,7 +38,7 @@ _LAZY, __getattr__, __dir__ = lazy_exports(__name__, {
                   "vocabulary_of rasterize_geology plot_units",
     "features": "lr_view add_lr_view",
     "features.covariates": "add_terrain embed_geology",
-    "gridding": "grid_samples",
+    "gridding": "grid_samples retune_interpolation",
     "trust": "calibrate cross_validate select",
     "inference": "applicability predict_to_zarr super_resolve",
     "plotting": "plot_map compare_maps",

@@ -4,6 +4,8 @@ Local inverse-distance weighting or ordinary kriging with the ``k`` nearest samp
 variogram fitted per element (spherical, exponential or gaussian) or given.
 
 * :mod:`~geochem_sr.gridding.grid`: :func:`grid_samples`, the survey-grid entry point.
+* :mod:`~geochem_sr.gridding.retune`: :func:`retune_interpolation`, the settings per element
+  that best reproduce a denser survey's map on the cells given to tune on.
 * :mod:`~geochem_sr.gridding.points`: :func:`krige_points`, :func:`idw_points` at any points.
 * :mod:`~geochem_sr.gridding.variogram`: semivariance, empirical variogram and its fit.
 * :mod:`~geochem_sr.gridding.samples`: element columns, coordinates, log10 values, duplicates.
@@ -24,6 +26,7 @@ from geochem_sr.gridding.grid import (
     neighbourhood_reach,
 )
 from geochem_sr.gridding.points import idw_points, krige_points
+from geochem_sr.gridding.retune import RETUNE_SETTINGS, retune_interpolation
 from geochem_sr.gridding.samples import DUPLICATE_TOLERANCE
 from geochem_sr.gridding.variogram import (
     VARIOGRAM_MODELS,
@@ -39,11 +42,13 @@ __all__ = [
     "DUPLICATE_TOLERANCE",
     "LOG10_VARIANCE",
     "METHODS",
+    "RETUNE_SETTINGS",
     "VARIOGRAM_MODELS",
     "empirical_variogram",
     "fit_variogram",
     "grid_samples",
     "neighbourhood_reach",
+    "retune_interpolation",
     "idw_points",
     "krige_points",
     "semivariance",

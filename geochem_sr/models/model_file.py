@@ -422,12 +422,12 @@ class GeoSRModel:
 
 def _selection_lines(table: Any) -> list[str]:
     """The summary's lines of a selection: per element the winner (a candidate, a mean of
-    candidates or the sparse map) with its calibrated validation gain +- jackknife error,
-    and the best other option."""
+    candidates or the sparse map) with its calibrated gain on held-out evidence +-
+    jackknife error, and the best other option."""
     if not isinstance(table, Mapping) or not table:
         return []
-    lines = ["  method per element, chosen on the validation blocks (calibrated gain there "
-             "+- jackknife error):"]
+    lines = ["  method per element, chosen on held-out evidence (out of fold for the per-cell "
+             "regressors; calibrated gain there +- jackknife error):"]
 
     def gain(row: Mapping[str, Any]) -> str:
         g, se = float(row.get("gain_val", np.nan)), float(row.get("gain_val_se", np.nan))

@@ -1,6 +1,8 @@
 """Calibration of a trained model on its held-out blocks: do-no-harm shrinkage and the
-standard-deviation scale fitted on the validation blocks, the area-of-applicability
-reference on the training blocks, gains and coverage measured on the test blocks."""
+standard-deviation scale fitted on held-out evidence (the validation blocks for a network,
+out-of-fold predictions of the training and validation blocks for a per-cell regressor:
+:mod:`geochem_sr.trust.evidence`), the area-of-applicability reference on the training
+blocks, gains and coverage measured on the test blocks."""
 
 from __future__ import annotations
 

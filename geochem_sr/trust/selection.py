@@ -1,18 +1,21 @@
-"""Per element, the best of several methods, chosen on held-out blocks: ``train("auto")``.
+"""Per element, the best of several methods, chosen on held-out evidence: ``train("auto")``.
 
 :func:`select` trains each candidate (a network, the per-cell trees or ridge regression,
-or a model already trained) on the same block split and predicts the held-out blocks
-with each once. The options are every candidate alone and the equal-weight mean of every
-two or more of them; each is calibrated on the validation blocks with the do-no-harm
-rule of :func:`~geochem_sr.trust.calibrate`, and every element keeps the option whose
-calibrated correction gains most there — or the sparse map itself when none gains, so
-do-no-harm still holds. The rule's lower bound is not tightened for the number of options
-(a Bonferroni level of 0.05 / 7 was measured: it removed 2.7 points of mean test gain on
+or a model already trained) on the same block split and predicts its held-out cells
+once. The options are every candidate alone and the equal-weight mean of every two or
+more of them; each is calibrated with the do-no-harm rule of
+:func:`~geochem_sr.trust.calibrate` on held-out evidence
+(:mod:`geochem_sr.trust.evidence`): out-of-fold predictions of every training and
+validation cell for an option made of per-cell regressors, the validation blocks for an
+option that includes a network. Every element keeps the option whose calibrated
+correction gains most there, or the sparse map itself when none gains, so do-no-harm
+still holds. The rule's lower bound is not tightened for the number of options (a
+Bonferroni level of 0.05 / 7 was measured: it removed 2.7 points of mean test gain on
 the synthetic region and 14 on one Meuse seed, and the two harmful Meuse verdicts were
 the same at both levels; ``docs/notes/trust.md``). The candidates that take part are
 stored together as one :class:`~geochem_sr.models.selection.Selection` model, calibrated
-once more as a whole; its test-block scores are those of the map it returns,
-measured on blocks no candidate was trained, calibrated or chosen on.
+per element on the evidence its winners share; its test-block scores are those of the
+map it returns, measured on blocks no candidate was trained, calibrated or chosen on.
 
 Examples
 --------
