@@ -267,4 +267,6 @@ def test_cell_model_is_calibrated_on_out_of_fold_evidence(planted, fitted):
     assert a["As"]["shrinkage"] > 0.5 and a["Cu"]["shrinkage"] == 0.0
     assert a["As"]["cells"] == b["As"]["cells"]  # the same test cells
     assert "out-of-fold blocks" in a["As"]["verdict"]
+    with pytest.raises(ParameterError, match="folds"):
+        gs.calibrate(planted, fitted["ridge"], folds=1)
     assert again.shrinkage == crossed.shrinkage and again.std_scale == crossed.std_scale

@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from geochem_sr import schema
+from geochem_sr.errors import ParameterError
 from geochem_sr.features import target_residual
 from geochem_sr.models import GeoSRModel
 from geochem_sr.sampling import ROLE_NONE, ROLE_TEST, ROLE_TRAIN, ROLE_VAL
@@ -35,7 +36,17 @@ def fitted_on(held: Held) -> str:
 
 
 def uses_cross_fit(model: GeoSRModel, folds: int | None) -> int:
-    """The folds a model's evidence is cross-fitted over (0: its validation blocks)."""
+    """The folds a model's evidence is cross-fitted over (0: its validation blocks).
+
+    Raises
+    ------
+    ParameterError
+        ``folds`` is not None, 0 or an integer of at least 2.
+    """
+    if folds is not None and (isinstance(folds, bool) or not isinstance(folds, int | np.integer)
+                              or folds < 0 or folds == 1):
+        raise ParameterError(
+            f"folds: expected 0 (the validation blocks) or at least 2 folds, found {folds!r}")
     if cell_kind(model) is None:
         return 0
     return CROSS_FIT_FOLDS if folds is None else int(folds)
