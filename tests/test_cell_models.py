@@ -257,9 +257,9 @@ def test_cross_fit_predicts_every_training_cell_from_fits_that_never_saw_its_blo
 def test_cell_model_is_calibrated_on_out_of_fold_evidence(planted, fitted):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        crossed = gs.calibrate(planted, fitted["ridge"])
-        val_only = gs.calibrate(planted, fitted["ridge"], folds=0)
-        again = gs.calibrate(planted, fitted["ridge"])  # same seed, same numbers
+        crossed = gs.calibrate(planted, fitted["trees"])
+        val_only = gs.calibrate(planted, fitted["trees"], folds=0)
+        again = gs.calibrate(planted, fitted["trees"])  # same seed, same numbers
     assert crossed.validation["calibration"]["fitted_on"].startswith("out-of-fold")
     assert val_only.validation["calibration"]["fitted_on"].startswith("validation blocks")
     a, b = crossed.validation["per_element"], val_only.validation["per_element"]
@@ -267,6 +267,23 @@ def test_cell_model_is_calibrated_on_out_of_fold_evidence(planted, fitted):
     assert a["As"]["shrinkage"] > 0.5 and a["Cu"]["shrinkage"] == 0.0
     assert a["As"]["cells"] == b["As"]["cells"]  # the same test cells
     assert "out-of-fold blocks" in a["As"]["verdict"]
-    with pytest.raises(ParameterError, match="folds"):
-        gs.calibrate(planted, fitted["ridge"], folds=1)
     assert again.shrinkage == crossed.shrinkage and again.std_scale == crossed.std_scale
+    with pytest.raises(ParameterError, match="folds"):
+        gs.calibrate(planted, fitted["trees"], folds=1)
+
+
+def test_the_ridge_fits_its_validation_blocks_too_and_is_calibrated_out_of_fold_only(
+        planted, fitted):
+    ridge, trees = fitted["ridge"], fitted["trees"]
+    assert ridge.validation["fitted_on"] == "training and validation blocks"
+    assert trees.validation["fitted_on"] == "training blocks"  # stopped on the validation
+    assert ridge.validation["cells"]["train"] == (trees.validation["cells"]["train"]
+                                                  + trees.validation["cells"]["val"])
+    with pytest.raises(ParameterError, match="fitted on its validation blocks too"):
+        gs.calibrate(planted, ridge, folds=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        cal = gs.calibrate(planted, ridge)
+    assert cal.validation["calibration"]["fitted_on"].startswith("out-of-fold")
+    assert cal.shrinkage["As"] > 0.5 and cal.shrinkage["Cu"] == 0.0
+    assert cal.validation["per_element"]["As"]["gain"] > 0.15

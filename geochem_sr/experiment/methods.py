@@ -90,12 +90,14 @@ def method_rows(ds: xr.Dataset, data: TrainingData, toolkit: GeoSRModel,
             trained[kind] = train(ds, kind, data.inputs_set, data=data, seed=seed,
                                   ensemble=profile.toolkit_ensemble)
             cpu[kind] = time.process_time() - c0
-            cal = calibrate(ds, trained[kind], roles=data.roles, seed=seed)
+            cal = calibrate(ds, trained[kind], roles=data.roles, seed=seed,
+                            folds=profile.cross_fit_folds)
             rows.append(_row(kind, cal, ds, truth, windows, time.process_time() - c0, w0))
             log(f"{kind}: mean calibrated test gain {_mean_gain(rows[-1]):+.2%}, "
                 f"train {cpu[kind]:.0f} CPU s")
         w0, c0 = time.perf_counter(), time.process_time()
-        auto = select(ds, [toolkit, trained["trees"], trained["ridge"]], roles=data.roles)
+        auto = select(ds, [toolkit, trained["trees"], trained["ridge"]], roles=data.roles,
+                      folds=profile.cross_fit_folds)
         rows.append(_row("auto", auto, ds, truth, windows,
                          sum(cpu.values()) + time.process_time() - c0, w0))
     log(f"auto: mean calibrated test gain {_mean_gain(rows[-1]):+.2%}; methods "

@@ -113,6 +113,9 @@ class Profile:
         Network name -> extra constructor arguments (empty: the paper's networks).
     cv_folds : int
         Folds of the spatial cross-validation of the multi-level U-Net (0: not run).
+    cross_fit_folds : int
+        Folds of the out-of-fold predictions that calibrate and choose the per-cell
+        methods (:mod:`geochem_sr.trust.evidence`; the toolkit's default is 5).
     k : int
         Neighbours of the IDW and kriging baselines.
     description : str
@@ -131,6 +134,7 @@ class Profile:
         default_factory=lambda: {"base_channels": 16})
     network_kwargs: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     cv_folds: int = 0
+    cross_fit_folds: int = 5
     k: int = 16
     description: str = ""
 
@@ -161,7 +165,8 @@ class Profile:
             "toolkit_kwargs": dict(self.toolkit_kwargs), "toolkit_margin": toolkit_margin(self),
             "loss": t.loss, "target_scale": t.target_scale,
             "model_kwargs": {k: dict(v) for k, v in self.network_kwargs.items()},
-            "cv_folds": self.cv_folds, "k": self.k, "description": self.description,
+            "cv_folds": self.cv_folds, "cross_fit_folds": self.cross_fit_folds, "k": self.k,
+            "description": self.description,
         }
 
 
@@ -178,7 +183,7 @@ PROFILES: dict[str, Profile] = {
         name="smoke", size_km=(3.2, 3.2),
         training=paper_training(epochs=1, patience=None, patch_size=16, stride=4),
         block_cells=20, gap=0, network_kwargs=_SMOKE_NETS,
-        toolkit_kwargs={"base_channels": 4}, toolkit_ensemble=2,
+        toolkit_kwargs={"base_channels": 4}, toolkit_ensemble=2, cross_fit_folds=2,
         description="layout and determinism check only: tiny region, 1 epoch, shrunken "
                     "networks; the numbers mean nothing",
     ),

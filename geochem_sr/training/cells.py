@@ -33,8 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from geochem_sr.sampling import TrainingData
     from geochem_sr.training.config import TrainConfig
 
-__all__ = ["fit_cells", "fit_member", "cell_rows", "squares_of", "CellTable", "TREE_PARAMS",
-           "RIDGE_PENALTIES", "MAX_TREE_ROUNDS"]
+__all__ = ["fit_cells", "fit_member", "fit_members", "cell_rows", "squares_of", "CellTable",
+           "TREE_PARAMS", "RIDGE_PENALTIES", "MAX_TREE_ROUNDS"]
 
 #: LightGBM settings of every booster: shallow trees, large leaves (neighbouring cells are
 #: strongly correlated, so a leaf of a few cells is a leaf of one place), row and feature
@@ -140,12 +140,15 @@ def cell_rows(ds: xr.Dataset, channels: list[str], stats: dict[str, Any],
     return feats, [t[:, m].T.copy() for m in kept], kept, (r0, c0), reach
 
 
-def cell_table(ds: xr.Dataset, data: TrainingData, kind: str, scales: Any) -> CellTable:
-    """Features of the training and validation cells of prepared data (module docstring)."""
+def cell_table(ds: xr.Dataset, data: TrainingData, kind: str, scales: Any,
+               fit_val: bool = False) -> CellTable:
+    """Features of the training and validation cells of prepared data (module docstring);
+    ``fit_val``: the validation cells are fitted on too (``train`` holds both)."""
     role = np.asarray(data.roles.values)
+    fit = (role == ROLE_TRAIN) | (role == ROLE_VAL) if fit_val else role == ROLE_TRAIN
     feats, targets, kept, _, reach = cell_rows(
         ds, list(data.channels), data.stats, list(data.elements), kind, scales,
-        [role == ROLE_TRAIN, role == ROLE_VAL], frame=role > 0)
+        [fit, role == ROLE_VAL], frame=role > 0)
     for f, name in ((feats[0], "training"), (feats[1], "validation")):
         if f.shape[0] == 0:
             raise DataError(f"{name} cells: expected cells with every input and a dense value "
@@ -200,31 +203,35 @@ def _fit_trees(table: CellTable, seed: int, threads: int,
     return texts, info
 
 
-def _ridge_penalty(z: np.ndarray, y: np.ndarray, squares: np.ndarray) -> float:
-    """The penalty of :data:`RIDGE_PENALTIES` with the least error in a spatial
-    cross-validation over the training cells: :data:`RIDGE_FOLDS` folds of whole
-    :data:`BOOTSTRAP_SQUARE`-cell squares (the validation blocks stay for calibration)."""
+def _ridge_penalties(z: np.ndarray, y: np.ndarray, squares: np.ndarray) -> np.ndarray:
+    """Per column of ``y``, the penalty of :data:`RIDGE_PENALTIES` with the least error in
+    a spatial cross-validation over the training cells: :data:`RIDGE_FOLDS` folds of whole
+    :data:`BOOTSTRAP_SQUARE`-cell squares (the validation blocks stay for calibration).
+    Every penalty is solved from one eigendecomposition of each fold's Gram matrix."""
     ids = np.unique(squares)
     order = np.random.default_rng(0).permutation(ids.size)
     fold = (order % RIDGE_FOLDS)[np.searchsorted(ids, squares)]
     f_n = z.shape[1]
-    err = np.zeros(len(RIDGE_PENALTIES))
+    err = np.zeros((len(RIDGE_PENALTIES), y.shape[1]))
     for k in range(min(RIDGE_FOLDS, ids.size)):
         fit, out = fold != k, fold == k
         if fit.sum() < f_n or not out.any():
             continue
-        y0 = y[fit].mean()
-        gram, rhs = z[fit].T @ z[fit], z[fit].T @ (y[fit] - y0)
+        y0 = y[fit].mean(0)
+        d, v = np.linalg.eigh(z[fit].T @ z[fit])
+        q = v.T @ (z[fit].T @ (y[fit] - y0))
+        p = z[out] @ v
         for j, lam in enumerate(RIDGE_PENALTIES):
-            w = np.linalg.solve(gram + lam * fit.sum() * np.eye(f_n), rhs)
-            err[j] += float(np.sum((z[out] @ w + y0 - y[out]) ** 2))
-    return float(RIDGE_PENALTIES[int(np.argmin(err))])
+            pred = p @ (q / (np.maximum(d, 0.0) + lam * fit.sum())[:, None]) + y0
+            err[j] += np.sum((pred - y[out]) ** 2, axis=0)
+    return np.asarray(RIDGE_PENALTIES)[np.argmin(err, axis=0)]
 
 
 def _fit_ridge(table: CellTable, rng: np.random.Generator | None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Weights ``(E, F)``, bias ``(E,)`` in feature units, the range ``(2, E)`` of the
-    training residuals the predictions are clipped to; the penalty per element."""
+    training residuals the predictions are clipped to; the penalty per element. Elements
+    known on the same cells share their Gram matrices."""
     x = table.train
     idx = np.arange(x.shape[0])
     if rng is not None:  # resample whole squares: an ensemble member's own training set
@@ -237,19 +244,26 @@ def _fit_ridge(table: CellTable, rng: np.random.Generator | None
     e_n, f_n = table.target_train.shape[1], x.shape[1]
     weight, bias, info = np.zeros((e_n, f_n)), np.zeros(e_n), {}
     bounds = np.zeros((2, e_n))
+    known = np.isfinite(table.target_train[idx])
+    groups: dict[bytes, list[int]] = {}
     for e in range(e_n):
-        tr = idx[np.isfinite(table.target_train[idx, e])]
+        groups.setdefault(np.packbits(known[:, e]).tobytes(), []).append(e)
+    for cols in groups.values():
+        tr = idx[known[:, cols[0]]]
         if tr.size < f_n:
-            info[e] = {"penalty": None}
+            info.update({e: {"penalty": None} for e in cols})
             continue
-        z, y = (x[tr] - mean) / std, table.target_train[tr, e]
-        bounds[:, e] = y.min(), y.max()
-        lam = _ridge_penalty(z, y, table.square_train[tr])
-        y0 = y.mean()
-        w = np.linalg.solve(z.T @ z + lam * tr.size * np.eye(f_n), z.T @ (y - y0))
-        weight[e] = w / std
-        bias[e] = y0 - float(weight[e] @ mean)
-        info[e] = {"penalty": lam}
+        z, y = (x[tr] - mean) / std, table.target_train[tr][:, cols]
+        bounds[:, cols] = y.min(0), y.max(0)
+        lams = _ridge_penalties(z, y, table.square_train[tr])
+        y0 = y.mean(0)
+        d, v = np.linalg.eigh(z.T @ z)
+        q = v.T @ (z.T @ (y - y0))
+        for c, e in enumerate(cols):
+            w = v @ (q[:, c] / (np.maximum(d, 0.0) + lams[c] * tr.size))
+            weight[e] = w / std
+            bias[e] = y0[c] - float(weight[e] @ mean)
+            info[e] = {"penalty": float(lams[c])}
     return weight, bias, bounds, info
 
 
@@ -278,8 +292,39 @@ def fit_member(kind: str, table: CellTable, n_in: int, n_out: int, scales: Any, 
     return net, info
 
 
+def fit_members(kind: str, table: CellTable, n_in: int, n_out: int, scales: Any, seed: int,
+                n: int, rounds: list[list[int]] | None = None) -> tuple[list[Any], list[dict]]:
+    """The ``n`` members of a per-cell regressor and their fit records.
+
+    Trees: seeds ``seed + i`` (rows and features subsampled differently; ``rounds[i]`` per
+    element when given). Ridge: one member is the fit on every training cell; with
+    ``n`` > 1, member ``i`` is that fit plus the deviation of a fit on a resample of
+    whole 32-cell squares (seed ``seed + i``) from the resamples' mean, so that their mean
+    is the fit on every cell (resampled fits alone lost a point of mean test gain on the
+    experiment's region) and their spread is the resamples' spread.
+    """
+    if kind != "ridge" or n == 1:
+        out = [fit_member(kind, table, n_in, n_out, scales, seed + i, bootstrap=n > 1,
+                          rounds=None if rounds is None else rounds[i]) for i in range(n)]
+        return [net for net, _ in out], [info for _, info in out]
+    full, info = fit_member(kind, table, n_in, n_out, scales, seed, bootstrap=False)
+    boots = [fit_member(kind, table, n_in, n_out, scales, seed + i, bootstrap=True)
+             for i in range(n)]
+    w_mean = sum(b.weight for b, _ in boots) / n
+    b_mean = sum(b.bias for b, _ in boots) / n
+    for b, _ in boots:
+        b.weight.copy_(full.weight + b.weight - w_mean)
+        b.bias.copy_(full.bias + b.bias - b_mean)
+        for name in ("low", "high", "feature_low", "feature_high"):
+            getattr(b, name).copy_(getattr(full, name))
+    return [b for b, _ in boots], [
+        {e: {**row, "penalty_all_cells": info[e].get("penalty")} for e, row in bi.items()}
+        for _, bi in boots]
+
+
 def _val_report(nets: list[Any], table: CellTable, elements: list[str]) -> dict[str, Any]:
-    """Gain of the (mean) prediction over the sparse map on the validation cells."""
+    """Gain of the (mean) prediction over the sparse map on the validation cells (in
+    sample when they were fitted on: ``validation["fitted_on"]``)."""
     pred = np.mean([net.predict_rows(table.val) for net in nets], axis=0)
     per: dict[str, Any] = {}
     for e, el in enumerate(elements):
@@ -297,20 +342,23 @@ def fit_cells(ds: xr.Dataset, kind: str, config: TrainConfig, data: TrainingData
               ) -> GeoSRModel:
     """Fit a per-cell regressor (``"trees"`` or ``"ridge"``) and assemble the model.
 
-    ``config.ensemble = n`` fits ``n`` members (trees: seeds ``seed + i``; ridge: each on
-    its own resample of 32-cell squares of the training blocks) stored as their mean, with
-    their spread behind ``hr_pred_std``. ``config.network_kwargs`` may give ``scales``.
+    ``config.ensemble = n`` fits ``n`` members (:func:`fit_members`) stored as their mean,
+    with their spread behind ``hr_pred_std``. ``config.network_kwargs`` may give
+    ``scales``.
     """
     t0 = time.perf_counter()
+    from geochem_sr.training.cross_fit import FITTED_ON_GROUND, fold_plan
+
     scales = dict(config.network_kwargs or {}).get("scales")
-    table = cell_table(ds, data, kind, scales)
+    # the ridge needs no validation cell: it is fitted on them too when its calibration can
+    # be cross-fitted (two blocks of training ground or more; docs/notes/trust.md)
+    fit_val = kind == "ridge" and bool(fold_plan(ds, data.roles, int(config.seed),
+                                                 int(data.patch_size)))
+    table = cell_table(ds, data, kind, scales, fit_val)
     n_in, n_out = len(data.channels), len(data.elements)
-    nets, infos = [], []
-    for i in range(int(config.ensemble)):
-        net, info = fit_member(kind, table, n_in, n_out, scales, int(config.seed) + i,
-                            bootstrap=config.ensemble > 1)
-        nets.append(net)
-        infos.append({data.elements[e]: v for e, v in info.items()})
+    nets, raw = fit_members(kind, table, n_in, n_out, scales, int(config.seed),
+                            int(config.ensemble))
+    infos = [{data.elements[e]: v for e, v in info.items()} for info in raw]
     per = _val_report(nets, table, list(data.elements))
     if len(nets) == 1:
         name, cfg, state = kind, dict(nets[0].config), nets[0].state_dict()
@@ -335,6 +383,7 @@ def fit_cells(ds: xr.Dataset, kind: str, config: TrainConfig, data: TrainingData
         geology_vocabulary=vocab,
         patch_size=int(data.patch_size),
         validation={"per_element": per, "fit": infos[0] if len(nets) == 1 else infos,
+                    "fitted_on": FITTED_ON_GROUND if fit_val else "training blocks",
                     "cells": {"train": int(table.train.shape[0]),
                               "val": int(table.val.shape[0])},
                     "seconds": round(time.perf_counter() - t0, 3)},

@@ -6,8 +6,9 @@ test blocks and lost 4 % on the validation blocks, so the do-no-harm rule refuse
 10 elements. :func:`cross_fit_cells` gives the rule the whole training ground as
 evidence instead: the training and validation blocks are dealt to ``folds`` folds of
 whole blocks (:meth:`geochem_sr.sampling.BlockSplitter.folds`); each fold is predicted by
-the same regressor (same kind, scales, members, seeds) fitted on the other folds less a
-buffer of the split's gap, so no prediction has seen a dense sample within reach of its
+the same regressor (same kind, scales, members and seeds:
+:func:`~geochem_sr.training.cells.fit_members`) fitted on the other folds less a buffer of
+the split's gap, so no prediction has seen a dense sample within reach of its
 cell. The features are computed once; only the fits are repeated. The test blocks are
 not touched.
 
@@ -33,12 +34,21 @@ from geochem_sr.sampling import (
     default_block_size,
     leakage_gap,
 )
-from geochem_sr.training.cells import CellTable, cell_rows, fit_member, squares_of
+from geochem_sr.training.cells import CellTable, cell_rows, fit_members, squares_of
 
-__all__ = ["cross_fit_cells", "cell_kind", "CROSS_FIT_FOLDS"]
+__all__ = ["cross_fit_cells", "cell_kind", "fold_plan", "fits_validation_blocks",
+           "CROSS_FIT_FOLDS", "FITTED_ON_GROUND"]
 
 #: Folds of the training and validation blocks that the out-of-fold predictions come from.
 CROSS_FIT_FOLDS = 5
+#: ``model.validation["fitted_on"]`` of a ridge fitted on the validation blocks too.
+FITTED_ON_GROUND = "training and validation blocks"
+
+
+def fits_validation_blocks(model: GeoSRModel) -> bool:
+    """Whether the model was fitted on its validation blocks too (then only out-of-fold
+    evidence can calibrate it)."""
+    return (model.validation or {}).get("fitted_on") == FITTED_ON_GROUND
 
 
 def cell_kind(model: GeoSRModel) -> tuple[str, int, dict[str, Any]] | None:
@@ -64,6 +74,29 @@ def _rounds(model: GeoSRModel, n: int) -> list[list[int]]:
             "(validation['fit'] or training.ensemble), found none; train it again with "
             "geochem_sr.training.train")
     return [[int(f.get(el, {}).get("rounds", 0)) for el in model.elements] for f in fits]
+
+
+def fold_plan(ds: xr.Dataset, roles: xr.DataArray, seed: int, patch_size: int,
+              folds: int = CROSS_FIT_FOLDS) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The folds of the training ground: per fold, the ``(y, x)`` cells fitted on (the other
+    folds less the gap buffer) and the cells predicted; empty with fewer than 2 blocks.
+
+    The blocks and the buffer are those of ``roles`` (attributes ``block_size_cells``,
+    ``gap_cells``; default the survey's leakage gap and the default block size).
+    """
+    codes = np.asarray(roles.transpose(schema.Y, schema.X).values)
+    ground = (codes == ROLE_TRAIN) | (codes == ROLE_VAL)
+    gap = int(roles.attrs.get("gap_cells", leakage_gap(ds) or 0))
+    size = roles.attrs.get("block_size_cells")
+    block = int(np.atleast_1d(size)[0]) if size is not None \
+        else default_block_size(int(patch_size), gap)
+    splitter = BlockSplitter(block, gap=gap, seed=int(seed))
+    k = min(int(folds), int(np.unique(splitter.block_ids(ds)[ground]).size))
+    if k < 2:
+        return []
+    mask = xr.DataArray(ground, dims=(schema.Y, schema.X))
+    return [(np.asarray(tr.values) & ground, np.asarray(va.values) & ground)
+            for tr, va in splitter.folds(ds.assign({schema.HR: ds[schema.HR].where(mask)}), k)]
 
 
 def cross_fit_cells(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray, *,
@@ -107,21 +140,13 @@ def cross_fit_cells(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray, *,
             f"{model.network_name!r}")
     kind, n, cfg = spec
     scales = cfg.get("scales")
-    rounds = _rounds(model, n) if kind == "trees" else [None] * n
+    rounds = _rounds(model, n) if kind == "trees" else None
     codes = np.asarray(roles.transpose(schema.Y, schema.X).values)
     ground = (codes == ROLE_TRAIN) | (codes == ROLE_VAL)
-    gap = int(roles.attrs.get("gap_cells", leakage_gap(ds) or 0))
-    size = roles.attrs.get("block_size_cells")
-    block = int(np.atleast_1d(size)[0]) if size is not None \
-        else default_block_size(int(model.patch_size), gap)
-    mask = xr.DataArray(ground, dims=(schema.Y, schema.X))
-    splitter = BlockSplitter(block, gap=gap, seed=int(model.training.seed or 0))
-    blocks = int(np.unique(splitter.block_ids(ds)[ground]).size)
-    k = min(int(folds), blocks)
-    if k < 2:
+    plan = fold_plan(ds, roles, int(model.training.seed or 0), int(model.patch_size), folds)
+    if not plan:
         return None
-    plan = [(np.asarray(tr.values) & ground, np.asarray(va.values) & ground)
-            for tr, va in splitter.folds(ds.assign({schema.HR: ds[schema.HR].where(mask)}), k)]
+    k = len(plan)
     feats, targets, kept, (r0, c0), _ = cell_rows(
         ds, list(model.channels), dict(model.norm_stats), list(model.elements), kind, scales,
         [ground])
@@ -137,14 +162,14 @@ def cross_fit_cells(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray, *,
             continue
         if not fit.any():
             raise DataError(f"cross-fitting fold {f}: expected training cells outside the "
-                            f"fold and its {gap}-cell buffer, found none; use fewer folds")
+                            "fold and its gap buffer, found none; use fewer folds")
         sub = np.zeros_like(where)
         sub[yy[fit], xx[fit]] = True
         table = CellTable(x[fit], empty, t[fit], np.zeros((0, e_n)), squares_of(sub), 0)
-        seed = int(model.training.seed or 0)
-        for i in range(n):
-            net, _ = fit_member(kind, table, len(model.channels), e_n, scales, seed + i,
-                                bootstrap=n > 1, rounds=rounds[i])
+        nets, _ = fit_members(kind, table, len(model.channels), e_n, scales,
+                              int(model.training.seed or 0), n,
+                              None if kind != "trees" else rounds)
+        for i, net in enumerate(nets):
             pred[i, out] = net.predict_rows(x[out])
     ny, nx = codes.shape
     residual = np.full((e_n, ny, nx), np.nan, np.float32)

@@ -17,11 +17,16 @@ import numpy as np
 import xarray as xr
 
 from geochem_sr import schema
-from geochem_sr.errors import ParameterError
+from geochem_sr.errors import DataError, ParameterError
 from geochem_sr.features import target_residual
 from geochem_sr.models import GeoSRModel
 from geochem_sr.sampling import ROLE_NONE, ROLE_TEST, ROLE_TRAIN, ROLE_VAL
-from geochem_sr.training.cross_fit import CROSS_FIT_FOLDS, cell_kind, cross_fit_cells
+from geochem_sr.training.cross_fit import (
+    CROSS_FIT_FOLDS,
+    cell_kind,
+    cross_fit_cells,
+    fits_validation_blocks,
+)
 from geochem_sr.trust.predictions import Held, predict_held
 
 __all__ = ["CROSS_FIT_FOLDS", "evidence_held", "frame_held", "fitted_on", "uses_cross_fit"]
@@ -61,12 +66,22 @@ def evidence_held(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray, codes:
     predicted out of fold; 0: role 2 on the validation cells, predicted by the model.
     Role 3 on the test cells, predicted by the model. ``ds`` has the inputs prepared.
     """
+    in_sample = fits_validation_blocks(model)
+    if not folds and in_sample:
+        raise ParameterError(
+            "folds: this ridge was fitted on its validation blocks too, so they cannot "
+            "calibrate it; calibrate it out of fold (folds >= 2, the default)")
     held = predict_held(ds, model, codes, groups, tile=tile, device=device, unit_m=unit_m,
                         progress=progress)
     if not folds:
         return held
     crossed = cross_fit_cells(ds, model, roles, folds=int(folds))
     if crossed is None:  # fewer than two blocks of training ground
+        if in_sample:
+            raise DataError(
+                "roles: this ridge was fitted on its validation blocks too and these roles "
+                "leave fewer than two blocks of training ground to cross-fit it on; "
+                "calibrate it with the roles it was trained with")
         return held
     oof, spread, k = crossed
     ground = (codes == ROLE_TRAIN) | (codes == ROLE_VAL)
