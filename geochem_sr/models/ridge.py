@@ -4,8 +4,8 @@ The residual ``log10(hr) - log10(lr)`` of a cell is a linear function of the
 :class:`~geochem_sr.models.cell_features.MultiScale` features around it: a fixed
 convolution followed by a 1x1 one, so a model of this kind is a network like the others
 (same tiles, halo, model file and calibration). :func:`geochem_sr.training.train` fits it
-in closed form with ``network="ridge"``, the penalty chosen per element on the
-validation blocks. Untrained, it predicts no change.
+in closed form with ``network="ridge"``, the penalty chosen per element by a spatial
+cross-validation within its training cells. Untrained, it predicts no change.
 
 Examples
 --------
