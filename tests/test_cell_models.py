@@ -140,6 +140,7 @@ def test_auto_keeps_the_trees_where_they_win_and_the_sparse_map_elsewhere(select
     # on the validation blocks where both have predictions
     cells = {k: v["cells_val"] for k, v in table["As"]["candidates"].items()}
     assert cells["trees"] > 2 * cells["mean of srcnn + trees"] == 2 * cells["srcnn"]
+    assert "out-of-fold blocks" in selected.verdict_of("As")  # the trees' own evidence
     assert selected.network_name == "selection"
     assert selected.network_config["weights"] == [[1.0], [0.0]]  # only the trees are stored
     assert selected.shrinkage["Cu"] == 0.0 and selected.shrinkage["As"] > 0.5

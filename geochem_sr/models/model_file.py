@@ -408,7 +408,7 @@ class GeoSRModel:
                 )
             verdicts = [(el, self.verdict_of(el)) for el in self.elements]
             if any(v for _, v in verdicts):
-                lines.append("  verdicts (evidence from the validation blocks):")
+                lines.append("  verdicts (each names the held-out blocks it rests on):")
                 lines.extend(f"  {el}: {v}" for el, v in verdicts if v)
         else:
             lines.append("  no spatial validation report (run ds.geosr.cross_validate)")

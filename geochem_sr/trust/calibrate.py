@@ -36,17 +36,18 @@ __all__ = ["calibrate", "finish_calibration", "fit_calibration", "held_out_setup
 
 
 def fit_calibration(model: GeoSRModel, held: Held, std_floor: float, min_gain: float,
-                    roles_note: str, fitted: str = "validation blocks (role 2)"
-                    ) -> GeoSRModel:
+                    roles_note: str, fitted: str = "validation blocks (role 2)",
+                    where: dict[str, str] | None = None) -> GeoSRModel:
     """A copy of ``model`` with shrinkage, std scale and the held-out report filled
-    (``fitted``: the evidence, role 2 of ``held``, in words)."""
+    (``fitted``: the evidence, role 2 of ``held``, in words; ``where``: per element,
+    ``"out-of-fold"`` or ``"validation"``, default from ``held``)."""
     per_element: dict[str, dict[str, Any]] = {}
+    default = "out-of-fold" if held.cross_fitted else "validation"
     for k, el in enumerate(held.elements):
         per_element[el] = element_calibration(held.residual[k], held.spread[k],
                                               held.target[k], held.roles, held.groups,
                                               std_floor, min_gain, held.unit_m,
-                                              where="out-of-fold" if held.cross_fitted
-                                              else "validation")
+                                              where=(where or {}).get(el, default))
     zero = {el: row["reason"] for el, row in per_element.items() if "reason" in row}
     for el, why in zero.items():
         warnings.warn(f"calibrate: {el} is returned as the sparse map (shrinkage 0): {why}",

@@ -246,9 +246,13 @@ def _calibrated(composite: GeoSRModel, fitted: list[tuple[str, GeoSRModel]],
     if crossed:
         text += ("; the validation blocks (role 2) alone for an element whose winners "
                  "include a network")
+    where = {el: "out-of-fold" if all(h.cross_fitted for h, w in zip(held, weights[e],
+                                                                     strict=True) if w > 0)
+             and weights[e].any() else "validation"
+             for e, el in enumerate(composite.elements)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return fit_calibration(composite, mix, STD_FLOOR_FRACTION, MIN_GAIN, "", text)
+        return fit_calibration(composite, mix, STD_FLOOR_FRACTION, MIN_GAIN, "", text, where)
 
 
 def select(ds: xr.Dataset, candidates: Sequence[str | GeoSRModel] = DEFAULT_CANDIDATES,
