@@ -76,8 +76,8 @@ class GeoSRAccessor:
               **kwargs: Any) -> GeoSRModel:
         """Train a network on the blocks where both surveys exist
         (:func:`geochem_sr.training.train`); ``network="auto"``: per element the best of
-        the network, the per-cell trees and ridge, and the sparse map, chosen on the
-        validation blocks and calibrated (:func:`geochem_sr.trust.select`)."""
+        the network, the per-cell trees and ridge, and the sparse map, chosen on held-out
+        evidence and calibrated (:func:`geochem_sr.trust.select`)."""
         if network == "auto" or kwargs.get("model") == "auto":
             from geochem_sr.trust import select
 

@@ -57,13 +57,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     ds = gs.open_survey(args.survey)
     width = {} if args.base_channels is None else {"base_channels": args.base_channels}
+    auto = {"folds": args.folds} if args.network == "auto" else {}
     model = ds.geosr.train(network=args.network, inputs=args.inputs, epochs=args.epochs,
                            seed=args.seed, checkpoint=args.checkpoint,
-                           ensemble=args.ensemble, margin=args.margin, network_kwargs=width)
+                           ensemble=args.ensemble, margin=args.margin, network_kwargs=width,
+                           **auto)
     if args.calibrate and args.network != "auto":  # auto's selection is calibrated
         from geochem_sr.trust import calibrate
 
-        model = calibrate(ds, model, seed=args.seed, progress=True)
+        model = calibrate(ds, model, seed=args.seed, progress=True, folds=args.folds)
     model.save(args.model_out)
     print(model.summary())
     print(f"wrote {args.model_out}")
@@ -203,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="method: the paper's four networks, per-cell gradient-boosted "
                         "trees or ridge regression, or auto: per element the best of the "
                         "multi-level U-Net, the trees, the ridge, their means and the "
-                        "sparse map on the validation blocks")
+                        "sparse map on held-out evidence")
     t.add_argument("--inputs", default="auto",
                    help="input set, e.g. geochem+terrain+geology; auto: all the survey provides")
     t.add_argument("--epochs", type=int, default=50,
@@ -219,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--margin", type=int, default=None,
                    help="cells of input context around each training patch (default: 16, "
                         "or the network's reach; 0: predict as patch-size sub-windows)")
+    t.add_argument("--folds", type=int, default=None,
+                   help="trees and ridge: calibrated (and, with auto, chosen) on out-of-fold "
+                        "predictions of the training and validation blocks from N refits "
+                        "(default 5; 0: on the validation blocks only, trees only)")
     t.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                    default=argparse.SUPPRESS,
                    help="skip do-no-harm shrinkage and uncertainty calibration (calibrated "

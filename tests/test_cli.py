@@ -105,7 +105,7 @@ def test_train_auto_then_predict_in_zarr(demo_dir, tmp_path, capsys):
         warnings.simplefilter("ignore", UserWarning)
         assert main(["train", str(survey), "--model-out", str(model), "--network", "auto",
                      "--epochs", "1", "--base-channels", "4", "--inputs", "geochem+terrain",
-                     "--ensemble", "2"]) == 0
+                     "--ensemble", "2", "--folds", "2"]) == 0
     out = capsys.readouterr().out
     assert "GeoSRModel selection" in out and "method per element" in out
     back = gs.GeoSRModel.load(model)
