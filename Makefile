@@ -23,8 +23,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check geochem_sr tests benchmarks
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q -n 2 --dist loadfile tests
-	$(PY) -m pytest -q --nbmake notebooks/quickstart.ipynb
+	$(PY) -m pytest -q -n 2 --dist loadfile --nbmake tests notebooks/quickstart.ipynb
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check geochem_sr tests benchmarks

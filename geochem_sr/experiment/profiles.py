@@ -183,7 +183,7 @@ PROFILES: dict[str, Profile] = {
         name="smoke", size_km=(3.2, 3.2),
         training=paper_training(epochs=1, patience=None, patch_size=16, stride=4),
         block_cells=20, gap=0, network_kwargs=_SMOKE_NETS,
-        toolkit_kwargs={"base_channels": 4}, toolkit_ensemble=2, cross_fit_folds=2,
+        toolkit_kwargs={"base_channels": 4}, toolkit_ensemble=1, cross_fit_folds=2,
         description="layout and determinism check only: tiny region, 1 epoch, shrunken "
                     "networks; the numbers mean nothing",
     ),
