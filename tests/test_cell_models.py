@@ -108,7 +108,7 @@ def test_same_seed_same_trees(planted, fitted):
 def test_calibrated_trees_keep_the_learnable_element_only(fitted, planted):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        cal = gs.calibrate(planted, fitted["trees"])
+        cal = gs.calibrate(planted, fitted["trees"], folds=2)
     assert cal.shrinkage["As"] > 0.5
     assert cal.shrinkage["Cu"] == 0.0
     assert cal.validation["per_element"]["As"]["gain"] > 0.15
@@ -126,7 +126,7 @@ def selected(planted, fitted) -> GeoSRModel:
         warnings.simplefilter("ignore", UserWarning)
         idle = gs.train(planted, "srcnn", "geochem+terrain", seed=0, epochs=1,
                         learning_rate=1e-12, progress=False)
-        return gs.select(planted, [idle, fitted["trees"]])
+        return gs.select(planted, [idle, fitted["trees"]], folds=2)
 
 
 def test_auto_keeps_the_trees_where_they_win_and_the_sparse_map_elsewhere(selected):
@@ -216,7 +216,8 @@ def test_evaluate_with_the_model_scores_its_test_blocks_beside_the_sparse_map(fi
 def test_auto_of_ensembles_keeps_the_members_spread_through_its_file(planted, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        model = gs.select(planted, ["ridge", "trees"], "geochem+terrain", seed=0, ensemble=2)
+        model = gs.select(planted, ["ridge", "trees"], "geochem+terrain", seed=0, ensemble=2,
+                          folds=2)
     assert model.prediction.spread == "members"
     back = GeoSRModel.load(model.save(tmp_path / "auto_members.pt"))
     assert back.digest == model.digest
