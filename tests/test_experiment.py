@@ -119,6 +119,7 @@ def test_markdown_layout(first: tuple[Path, dict]) -> None:
     assert cells[1] == f"{first_row['scores']['psnr_avg']:.2f}"
     assert cells[4] == f"{first_row['scores']['rmse_log10']:.4f}"
     assert re.search(r"Profile \*\*smoke\*\*", md)
+    assert "(2-fold spatial cross-fitting)" in md  # the profile's folds, not the default
 
 
 def test_same_seed_same_table_and_notes_kept(first: tuple[Path, dict], tmp_path: Path) -> None:

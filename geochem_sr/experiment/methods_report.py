@@ -68,8 +68,9 @@ def methods_checks(rows: Sequence[Mapping[str, Any]], elements: Sequence[str]
 
 
 def methods_lines(rows: Sequence[Mapping[str, Any]], elements: Sequence[str],
-                  labels: Mapping[str, str]) -> list[str]:
-    """The section's markdown lines (empty when the run had no method rows)."""
+                  labels: Mapping[str, str], folds: int = 5) -> list[str]:
+    """The section's markdown lines (empty when the run had no method rows; ``folds``:
+    those of the out-of-fold calibration of the per-cell methods)."""
     methods = [r for r in rows if r["kind"] == "method"]
     if not methods:
         return []
@@ -81,7 +82,7 @@ def methods_lines(rows: Sequence[Mapping[str, Any]], elements: Sequence[str],
         "Gain over the sparse map on the test blocks, %, after each method's do-no-harm "
         "calibration (± delete-one-block jackknife error): the network's on the validation "
         "blocks, the per-cell regressors' on out-of-fold predictions of the training and "
-        "validation blocks (5-fold spatial cross-fitting); "
+        f"validation blocks ({folds}-fold spatial cross-fitting); "
         "classical rows from their RMSE (no calibration). Cost: CPU seconds to train and "
         "calibrate (all candidates for the selection) and to predict a 1024 × 1024-cell region "
         "(measured on this region, scaled by cells).",

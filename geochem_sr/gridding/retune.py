@@ -124,14 +124,15 @@ def retune_interpolation(samples: Any, grid: xr.Dataset, target: xr.DataArray,
         raise DataError("fit_mask: expected cells with a known target to tune on, found none")
     base = grid_samples(samples, grid, els, "kriging", k=16, seed=seed)
     fitted = json.loads(base.attrs["variograms"])
-    best: dict[str, tuple[float, dict[str, Any], np.ndarray]] = {}
-    default = {el: _log_rmse(np.asarray(base[CONCENTRATION].values[e]), t[e], mask)
-               for e, el in enumerate(els)}
+    base_conc = np.asarray(base[CONCENTRATION].values)
+    default = {el: _log_rmse(base_conc[e], t[e], mask) for e, el in enumerate(els)}
+    # the default kriging until a setting is at least min_gain closer on the fitting cells
+    best = {el: (default[el], dict(_DEFAULT), base_conc[e]) for e, el in enumerate(els)}
     for s in settings:
         s = dict(s)
         if s == _DEFAULT:
-            out = base
-        elif s["method"] == "kriging":
+            continue
+        if s["method"] == "kriging":
             out = grid_samples(samples, grid, els, "kriging", k=int(s["k"]), seed=seed,
                                variogram=_variograms(fitted, s.get("nugget_share")))
         else:
@@ -140,17 +141,14 @@ def retune_interpolation(samples: Any, grid: xr.Dataset, target: xr.DataArray,
         conc = np.asarray(out[CONCENTRATION].values)
         for e, el in enumerate(els):
             r = _log_rmse(conc[e], t[e], mask)
-            if np.isfinite(r) and (el not in best or r < best[el][0]):
+            if r <= (1 - min_gain) * default[el] and r < best[el][0]:
                 best[el] = (r, s, conc[e])
     result = base.copy(deep=True)
     record = {}
     for e, el in enumerate(els):
-        if el in best and not best[el][0] <= (1 - min_gain) * default[el]:
-            best[el] = (default[el], dict(_DEFAULT), np.asarray(base[CONCENTRATION].values[e]))
-        if el in best:
-            result[CONCENTRATION].values[e] = best[el][2]
-            record[el] = {"setting": best[el][1], "rmse_fit": best[el][0],
-                          "rmse_fit_default": default[el]}
+        result[CONCENTRATION].values[e] = best[el][2]
+        record[el] = {"setting": best[el][1], "rmse_fit": best[el][0],
+                      "rmse_fit_default": default[el]}
     result.attrs["retuned"] = json.dumps(record)
     result.attrs["gridding_method"] = "re-tuned per element (attrs['retuned'])"
     return result

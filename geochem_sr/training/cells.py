@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from geochem_sr.sampling import TrainingData
     from geochem_sr.training.config import TrainConfig
 
-__all__ = ["fit_cells", "fit_member", "fit_members", "cell_rows", "squares_of", "CellTable",
+__all__ = ["fit_cells", "fit_members", "cell_rows", "squares_of", "CellTable",
            "TREE_PARAMS", "RIDGE_PENALTIES", "MAX_TREE_ROUNDS"]
 
 #: LightGBM settings of every booster: shallow trees, large leaves (neighbouring cells are
@@ -205,9 +205,9 @@ def _fit_trees(table: CellTable, seed: int, threads: int,
 
 def _ridge_penalties(z: np.ndarray, y: np.ndarray, squares: np.ndarray) -> np.ndarray:
     """Per column of ``y``, the penalty of :data:`RIDGE_PENALTIES` with the least error in
-    a spatial cross-validation over the training cells: :data:`RIDGE_FOLDS` folds of whole
-    :data:`BOOTSTRAP_SQUARE`-cell squares (the validation blocks stay for calibration).
-    Every penalty is solved from one eigendecomposition of each fold's Gram matrix."""
+    a spatial cross-validation over the cells fitted on: :data:`RIDGE_FOLDS` folds of whole
+    :data:`BOOTSTRAP_SQUARE`-cell squares. Every penalty is solved from one
+    eigendecomposition of each fold's Gram matrix."""
     ids = np.unique(squares)
     order = np.random.default_rng(0).permutation(ids.size)
     fold = (order % RIDGE_FOLDS)[np.searchsorted(ids, squares)]
@@ -267,7 +267,7 @@ def _fit_ridge(table: CellTable, rng: np.random.Generator | None
     return weight, bias, bounds, info
 
 
-def fit_member(kind: str, table: CellTable, n_in: int, n_out: int, scales: Any, seed: int,
+def _fit_member(kind: str, table: CellTable, n_in: int, n_out: int, scales: Any, seed: int,
                bootstrap: bool, rounds: list[int] | None = None) -> tuple[Any, dict]:
     """One fitted per-cell regressor (a torch module) and its fit record per element.
 
@@ -304,11 +304,11 @@ def fit_members(kind: str, table: CellTable, n_in: int, n_out: int, scales: Any,
     experiment's region) and their spread is the resamples' spread.
     """
     if kind != "ridge" or n == 1:
-        out = [fit_member(kind, table, n_in, n_out, scales, seed + i, bootstrap=n > 1,
+        out = [_fit_member(kind, table, n_in, n_out, scales, seed + i, bootstrap=n > 1,
                           rounds=None if rounds is None else rounds[i]) for i in range(n)]
         return [net for net, _ in out], [info for _, info in out]
-    full, info = fit_member(kind, table, n_in, n_out, scales, seed, bootstrap=False)
-    boots = [fit_member(kind, table, n_in, n_out, scales, seed + i, bootstrap=True)
+    full, info = _fit_member(kind, table, n_in, n_out, scales, seed, bootstrap=False)
+    boots = [_fit_member(kind, table, n_in, n_out, scales, seed + i, bootstrap=True)
              for i in range(n)]
     w_mean = sum(b.weight for b, _ in boots) / n
     b_mean = sum(b.bias for b, _ in boots) / n

@@ -152,6 +152,7 @@ def cross_fit_cells(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray, *,
         [ground])
     x, t, where = feats[0], targets[0], kept[0]
     yy, xx = np.nonzero(where)
+    squares = squares_of(where)
     fold_fit = [fit[r0 + yy, c0 + xx] for fit, _ in plan]
     fold_out = [out[r0 + yy, c0 + xx] for _, out in plan]
     e_n = len(model.elements)
@@ -163,12 +164,9 @@ def cross_fit_cells(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray, *,
         if not fit.any():
             raise DataError(f"cross-fitting fold {f}: expected training cells outside the "
                             "fold and its gap buffer, found none; use fewer folds")
-        sub = np.zeros_like(where)
-        sub[yy[fit], xx[fit]] = True
-        table = CellTable(x[fit], empty, t[fit], np.zeros((0, e_n)), squares_of(sub), 0)
+        table = CellTable(x[fit], empty, t[fit], np.zeros((0, e_n)), squares[fit], 0)
         nets, _ = fit_members(kind, table, len(model.channels), e_n, scales,
-                              int(model.training.seed or 0), n,
-                              None if kind != "trees" else rounds)
+                              int(model.training.seed or 0), n, rounds)
         for i, net in enumerate(nets):
             pred[i, out] = net.predict_rows(x[out])
     ny, nx = codes.shape

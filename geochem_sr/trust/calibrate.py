@@ -36,10 +36,11 @@ __all__ = ["calibrate", "finish_calibration", "fit_calibration", "held_out_setup
 
 
 def fit_calibration(model: GeoSRModel, held: Held, std_floor: float, min_gain: float,
-                    roles_note: str, fitted: str = "validation blocks (role 2)",
+                    roles_note: str, fitted: str | None = None,
                     where: dict[str, str] | None = None) -> GeoSRModel:
     """A copy of ``model`` with shrinkage, std scale and the held-out report filled
-    (``fitted``: the evidence, role 2 of ``held``, in words; ``where``: per element,
+    (``fitted``: the evidence, role 2 of ``held``, in words, default
+    :func:`~geochem_sr.trust.evidence.fitted_on`; ``where``: per element,
     ``"out-of-fold"`` or ``"validation"``, default from ``held``)."""
     per_element: dict[str, dict[str, Any]] = {}
     default = "out-of-fold" if held.cross_fitted else "validation"
@@ -64,7 +65,7 @@ def fit_calibration(model: GeoSRModel, held: Held, std_floor: float, min_gain: f
     validation["per_element"] = per_element
     validation["shrunk_to_zero"] = zero
     validation["calibration"] = {
-        "fitted_on": fitted,
+        "fitted_on": fitted_on(held) if fitted is None else fitted,
         "measured_on": "test blocks (role 3), untouched by training and calibration",
         "roles": roles_note,
         "std": "std_scale * max(shrinkage * spread, std_floor), log10 units (spread of the "
@@ -201,7 +202,7 @@ def calibrate(
     k = uses_cross_fit(model, folds)
     held = evidence_held(ds, model, roles_da, codes, groups, unit_m, folds=k, tile=tile,
                          device=device, progress=progress)
-    out = fit_calibration(model, held, std_floor, min_gain, note, fitted_on(held))
+    out = fit_calibration(model, held, std_floor, min_gain, note)
     return finish_calibration(out, ds, model, roles_da, seed, aoa_sample)
 
 

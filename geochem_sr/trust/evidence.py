@@ -71,22 +71,22 @@ def evidence_held(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray, codes:
         raise ParameterError(
             "folds: this ridge was fitted on its validation blocks too, so they cannot "
             "calibrate it; calibrate it out of fold (folds >= 2, the default)")
-    held = predict_held(ds, model, codes, groups, tile=tile, device=device, unit_m=unit_m,
-                        progress=progress)
-    if not folds:
-        return held
-    crossed = cross_fit_cells(ds, model, roles, folds=int(folds))
-    if crossed is None:  # fewer than two blocks of training ground
+    crossed = cross_fit_cells(ds, model, roles, folds=int(folds)) if folds else None
+    if crossed is None:  # the validation blocks (asked, or fewer than two blocks of ground)
         if in_sample:
             raise DataError(
                 "roles: this ridge was fitted on its validation blocks too and these roles "
                 "leave fewer than two blocks of training ground to cross-fit it on; "
                 "calibrate it with the roles it was trained with")
-        return held
+        return predict_held(ds, model, codes, groups, tile=tile, device=device,
+                            unit_m=unit_m, progress=progress)
     oof, spread, k = crossed
+    test = codes == ROLE_TEST  # the model itself predicts only these (when there are any)
+    held = predict_held(ds, model, np.where(test, ROLE_TEST, ROLE_NONE) if test.any()
+                        else codes, groups, tile=tile, device=device, unit_m=unit_m,
+                        progress=progress)
     ground = (codes == ROLE_TRAIN) | (codes == ROLE_VAL)
-    rows, cols = np.flatnonzero((ground | (codes == ROLE_TEST)).any(1)), \
-        np.flatnonzero((ground | (codes == ROLE_TEST)).any(0))
+    rows, cols = np.flatnonzero((ground | test).any(1)), np.flatnonzero((ground | test).any(0))
     box = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
     sl = (slice(box[0], box[1]), slice(box[2], box[3]))
     out = frame_held(held, box, groups)
@@ -96,7 +96,7 @@ def evidence_held(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray, codes:
     residual = np.where(is_ground[None], oof[:, sl[0], sl[1]], out.residual)
     spreads = np.where(is_ground[None], spread[:, sl[0], sl[1]], out.spread)
     roles_box = np.where(is_ground & np.isfinite(oof[:, sl[0], sl[1]]).any(0), ROLE_VAL,
-                         np.where(codes[sl] == ROLE_TEST, ROLE_TEST, ROLE_NONE)).astype(np.int8)
+                         np.where(test[sl], ROLE_TEST, ROLE_NONE)).astype(np.int8)
     return dataclasses.replace(out, roles=roles_box, residual=residual.astype(np.float32),
                                spread=spreads.astype(np.float32), target=target,
                                cross_fitted=k)
