@@ -71,6 +71,12 @@ def test_json_rows_and_columns(first: tuple[Path, dict]) -> None:
     assert by["idw"]["scores"]["rmse_log10"] != by["sparse"]["scores"]["rmse_log10"]
     assert by["regression_kriging"]["scores"]["rmse_log10"] != by["sparse"]["scores"][
         "rmse_log10"]
+    # the second regression kriging uses the fault and contact distances too
+    covs = res["baseline_info"]["regression_kriging_all"]["covariates"]
+    assert {"fault_distance", "contact_distance"} <= set(covs)
+    assert set(res["baseline_info"]["regression_kriging"]["covariates"]) < set(covs)
+    assert by["regression_kriging_all"]["scores"]["rmse_log10"] != by["regression_kriging"][
+        "scores"]["rmse_log10"]
     # one split for every row, windows inside test blocks
     split = res["data"]["split"]
     assert split["patches"]["test"] == len(res["data"]["test_windows"]) > 0
@@ -253,11 +259,13 @@ def test_expectations_checked_on_a_made_up_table() -> None:
     best = f"multilevel_unet-{ex.INPUT_SETS[0]}"
     assert checks["best_psnr_avg"] == checks["best_ssim_avg"] == best
     assert checks["expect_every_network_beats_sparse_and_idw"]
-    rows[-1]["scores"]["psnr_avg"] = 99.0  # regression kriging now beats every network
+    rk = next(r for r in rows if r["key"] == "regression_kriging")
+    rk["scores"]["psnr_avg"] = 99.0  # regression kriging now beats every network
     _, checks = check_expectations(rows)
     assert checks["best_psnr_avg"] == "regression_kriging"
     assert not checks["expect_multilevel_all_best"]
     assert checks["beats_by_metric"]["regression_kriging"]["psnr_avg"] == 0
+    assert checks["beats_by_metric"]["regression_kriging_all"]["psnr_avg"] == 12
 
 
 def test_format_value_and_figure_elements() -> None:

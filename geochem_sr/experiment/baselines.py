@@ -1,7 +1,16 @@
 """The classical maps a geochemist would use instead of a network, on the survey grid.
 
 The sparse map as built, IDW and ordinary kriging of the sparse samples, and
-:func:`regression_kriging` on terrain and geology.
+:func:`regression_kriging` on terrain and geology, and on every covariate group the survey
+holds (terrain, geology, fault and contact distances).
+
+Regression kriging has no use for the ``unseen:`` channels (a covariate minus what the
+sparse sites see of it): at a sparse site that difference is about 0, so a regression at
+the sites cannot estimate its coefficient. It needs none either: kriging is linear in
+its data, so regression kriging on a covariate ``c`` is the kriged sparse map plus
+``beta * (c - kriging of c from the sites)``, nearly the ``unseen:c`` channel, with
+``beta`` fitted at the sparse sites. Fitting that coefficient on the dense map instead is
+what the per-cell ridge does (:mod:`geochem_sr.training.cells`).
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from geochem_sr.features import ASPECT_COS, ASPECT_SIN, stack_inputs
 if TYPE_CHECKING:  # pragma: no cover
     import geopandas as gpd
 
-__all__ = ["regression_kriging", "classical_baselines"]
+__all__ = ["regression_kriging", "all_covariates", "classical_baselines"]
 
 
 def _site_cells(xy: np.ndarray, ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -46,6 +55,14 @@ def _covariate_names(ds: xr.Dataset) -> list[str]:
     return names
 
 
+def all_covariates(ds: xr.Dataset) -> list[str]:
+    """Every covariate channel ``ds`` provides (:func:`~geochem_sr.features.covariate_channels`:
+    terrain, geology, fault and contact distances), for :func:`regression_kriging`."""
+    from geochem_sr.features import covariate_channels
+
+    return covariate_channels(ds)
+
+
 def regression_kriging(
     samples: gpd.GeoDataFrame,
     ds: xr.Dataset,
@@ -53,6 +70,7 @@ def regression_kriging(
     elements: Sequence[str] | None = None,
     k: int = 16,
     seed: int = 0,
+    covariates: Sequence[str] | None = None,
 ) -> tuple[xr.DataArray, dict[str, Any]]:
     """Regression kriging of point samples on the terrain and geology of a survey dataset.
 
@@ -80,6 +98,11 @@ def regression_kriging(
         Kriging neighbours.
     seed : int, default 0
         Seed of the variogram fit's pair subsample.
+    covariates : sequence of str, optional
+        Input channels of the regression (names of
+        :func:`geochem_sr.features.stack_inputs`); default: elevation, slope, aspect as
+        sine and cosine and the geology word vector. :func:`all_covariates` gives every
+        covariate group of ``ds``.
 
     Returns
     -------
@@ -100,7 +123,7 @@ def regression_kriging(
     from geochem_sr.gridding import grid_samples
 
     elements = [str(e) for e in (elements or ds[schema.ELEMENT].values)]
-    names = _covariate_names(ds)
+    names = list(covariates) if covariates is not None else _covariate_names(ds)
     cov = np.asarray(stack_inputs(ds, names).values, np.float64)  # (C, y, x)
     xy = np.column_stack([samples.geometry.x.to_numpy(), samples.geometry.y.to_numpy()])
     row, col, on_grid = _site_cells(xy, ds)
@@ -194,6 +217,11 @@ def classical_baselines(region: Any, ds: xr.Dataset, profile: Profile, seed: int
         sparse, ds, elements=elements, k=profile.k, seed=seed)
     seconds["regression_kriging"] = time.perf_counter() - t0
     log(f"baseline regression_kriging: {seconds['regression_kriging']:.1f} s")
+    t0 = time.perf_counter()
+    maps["regression_kriging_all"], info["regression_kriging_all"] = regression_kriging(
+        sparse, ds, elements=elements, k=profile.k, seed=seed, covariates=all_covariates(ds))
+    seconds["regression_kriging_all"] = time.perf_counter() - t0
+    log(f"baseline regression_kriging_all: {seconds['regression_kriging_all']:.1f} s")
     for key in maps:
         info[key]["seconds"] = seconds[key]
     return maps, info

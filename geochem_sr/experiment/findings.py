@@ -75,7 +75,9 @@ def check_expectations(rows: list[dict[str, Any]]) -> tuple[list[str], dict[str,
     ok3 = n_sparse_idw == len(nets) and bool(nets)
     checks["expect_every_network_beats_sparse_and_idw"] = ok3
     short = {"sparse": "sparse map = ordinary kriging", "idw": "IDW",
-             "regression_kriging": "regression kriging", "kriging": "ordinary kriging"}
+             "regression_kriging": "regression kriging",
+             "regression_kriging_all": "regression kriging on every covariate group",
+             "kriging": "ordinary kriging"}
     counts = "; ".join(
         f"{short[b]}: {sum(v.get(b, False) for v in beats.values())} on all three (on PSNR avg "
         f"{m['psnr_avg']}, SSIM avg {m['ssim_avg']}, RMSE {m['rmse_log10']})"

@@ -12,7 +12,7 @@ __all__ = ["methods_lines", "methods_checks", "GOAL_MEAN_GAIN"]
 #: The mean test-block gain over the sparse map the toolkit default is to reach.
 GOAL_MEAN_GAIN = 0.08
 #: Classical rows shown beside the methods (gain from their per-element RMSE).
-_CLASSICAL = ("idw", "regression_kriging")
+_CLASSICAL = ("idw", "regression_kriging", "regression_kriging_all")
 
 
 def _gains(row: Mapping[str, Any], sparse: Mapping[str, Any] | None,

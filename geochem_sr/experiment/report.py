@@ -280,12 +280,14 @@ def _markdown(result: dict[str, Any], notes: str) -> str:
                   f"{format_value(t['val_gain_mean'])} | "
                   f"{format_value(t['seconds_per_epoch'], 'psnr_avg')} | "
                   f"{r['seconds']:.0f} | {r['cpu_seconds']:.0f} | {r.get('load')} |")
-    rk = result["baseline_info"]["regression_kriging"]
-    r2 = {el: rk[el]["r2"] for el in elements if el in rk}
+    md.append("")
+    for key in ("regression_kriging", "regression_kriging_all"):
+        rk = result["baseline_info"].get(key)
+        if rk:
+            md.append(f"{BASELINE_LABELS[key]}: R² of the regression on the covariates at the "
+                      "sparse sites: " + ", ".join(f"{el} {rk[el]['r2']:.2f}"
+                                                 for el in elements if el in rk) + ".")
     md += [
-        "",
-        "Regression kriging: R² of the regression on the covariates at the sparse sites: "
-        + ", ".join(f"{el} {v:.2f}" for el, v in r2.items()) + ".",
         "",
         "## Findings",
         "",

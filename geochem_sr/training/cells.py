@@ -7,7 +7,10 @@ are computed once on the blocks' bounding box widened by their reach (reflected 
 the grid, as prediction reflects a region), the training cells fit the model, the
 validation cells stop the boosting; the ridge penalty is chosen by a spatial
 cross-validation within the training blocks (on a small real survey, choosing it on the
-validation blocks that calibration then scores let an overfit ridge through).
+validation blocks that calibration then scores let an overfit ridge through). When the
+calibration can be cross-fitted (:mod:`geochem_sr.training.cross_fit`), both are then
+fitted on the training and validation cells: the ridge at once, the trees again for the
+rounds early stopping chose.
 """
 
 from __future__ import annotations
@@ -322,6 +325,21 @@ def fit_members(kind: str, table: CellTable, n_in: int, n_out: int, scales: Any,
         for _, bi in boots]
 
 
+def _refit_on_ground(table: CellTable, raw: list[dict], n_in: int, n_out: int, scales: Any,
+                     seed: int) -> tuple[CellTable, list[Any], list[dict]]:
+    """The trees fitted again on the training and validation cells, each member and element
+    for the rounds early stopping chose (``raw``): what their out-of-fold evidence
+    (:mod:`geochem_sr.training.cross_fit`) measures, a fit on the ground of the other folds
+    with those rounds. Returns the table fitted on, the members and their fit records."""
+    ground = CellTable(np.concatenate([table.train, table.val]), table.val,
+                       np.concatenate([table.target_train, table.target_val]),
+                       table.target_val, np.zeros(table.train.shape[0] + table.val.shape[0],
+                                                  np.int64), table.reach)
+    rounds = [[int(info[e]["rounds"]) for e in range(n_out)] for info in raw]
+    nets, refit = fit_members("trees", ground, n_in, n_out, scales, seed, len(raw), rounds)
+    return ground, nets, refit
+
+
 def _val_report(nets: list[Any], table: CellTable, elements: list[str]) -> dict[str, Any]:
     """Gain of the (mean) prediction over the sparse map on the validation cells (in
     sample when they were fitted on: ``validation["fitted_on"]``)."""
@@ -350,14 +368,16 @@ def fit_cells(ds: xr.Dataset, kind: str, config: TrainConfig, data: TrainingData
     from geochem_sr.training.cross_fit import FITTED_ON_GROUND, fold_plan
 
     scales = dict(config.network_kwargs or {}).get("scales")
-    # the ridge needs no validation cell: it is fitted on them too when its calibration can
-    # be cross-fitted (two blocks of training ground or more; docs/notes/trust.md)
-    fit_val = kind == "ridge" and bool(fold_plan(ds, data.roles, int(config.seed),
-                                                 int(data.patch_size)))
-    table = cell_table(ds, data, kind, scales, fit_val)
+    # fitted on the validation blocks too when the calibration can be cross-fitted (two
+    # blocks of training ground or more; docs/notes/trust.md): the ridge needs no
+    # validation cell, the trees are fitted again with the rounds they stopped at
+    fit_val = bool(fold_plan(ds, data.roles, int(config.seed), int(data.patch_size)))
+    table = cell_table(ds, data, kind, scales, fit_val and kind == "ridge")
     n_in, n_out = len(data.channels), len(data.elements)
     nets, raw = fit_members(kind, table, n_in, n_out, scales, int(config.seed),
                             int(config.ensemble))
+    if kind == "trees" and fit_val:
+        table, nets, raw = _refit_on_ground(table, raw, n_in, n_out, scales, int(config.seed))
     infos = [{data.elements[e]: v for e, v in info.items()} for info in raw]
     per = _val_report(nets, table, list(data.elements))
     if len(nets) == 1:

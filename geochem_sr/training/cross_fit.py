@@ -14,7 +14,9 @@ not touched.
 
 What is held fixed from the model rather than chosen again inside each fold: the trees'
 number of rounds per element (chosen by early stopping on the validation blocks, a
-single number per element). The ridge penalty is chosen again within each fold.
+single number per element; the model is then fitted on the training and validation
+blocks for those rounds, as each fold is on its other folds). The ridge penalty is
+chosen again within each fold.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ __all__ = ["cross_fit_cells", "cell_kind", "fold_plan", "fits_validation_blocks"
 
 #: Folds of the training and validation blocks that the out-of-fold predictions come from.
 CROSS_FIT_FOLDS = 5
-#: ``model.validation["fitted_on"]`` of a ridge fitted on the validation blocks too.
+#: ``model.validation["fitted_on"]`` of a per-cell regressor fitted on the validation
+#: blocks too (the ridge, and the trees for the rounds early stopping chose).
 FITTED_ON_GROUND = "training and validation blocks"
 
 

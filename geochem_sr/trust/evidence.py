@@ -69,13 +69,15 @@ def evidence_held(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray, codes:
     in_sample = fits_validation_blocks(model)
     if not folds and in_sample:
         raise ParameterError(
-            "folds: this ridge was fitted on its validation blocks too, so they cannot "
-            "calibrate it; calibrate it out of fold (folds >= 2, the default)")
+            f"folds: this {cell_kind(model)[0]} model was fitted on its validation blocks "
+            "too, so they cannot calibrate it; calibrate it out of fold (folds >= 2, the "
+            "default)")
     crossed = cross_fit_cells(ds, model, roles, folds=int(folds)) if folds else None
     if crossed is None:  # the validation blocks (asked, or fewer than two blocks of ground)
         if in_sample:
             raise DataError(
-                "roles: this ridge was fitted on its validation blocks too and these roles "
+                f"roles: this {cell_kind(model)[0]} model was fitted on its validation "
+                "blocks too and these roles "
                 "leave fewer than two blocks of training ground to cross-fit it on; "
                 "calibrate it with the roles it was trained with")
         return predict_held(ds, model, codes, groups, tile=tile, device=device,
