@@ -326,12 +326,32 @@ def test_tta_turns_the_aspect_vector_with_the_map():
 
 
 # --------------------------------------------------------------------------- Zarr
+def _with_aoa(ds: xr.Dataset, model: GeoSRModel) -> tuple[xr.Dataset, GeoSRModel]:
+    """The survey with a lithology map (granite left, schist right, no unit in a corner) and
+    the model with an area-of-applicability reference of 300 cells of its left part, where
+    only granite was seen."""
+    from scipy.spatial.distance import pdist
+
+    lith = np.zeros((NY, NX), np.int32)
+    lith[:, 2 * NX // 3:] = 1
+    lith[:10, :10] = -1
+    ds = ds.assign(lithology=((schema.Y, schema.X), lith,
+                              {"units_json": json.dumps({"0": "granite", "1": "schist"})}))
+    feats = _inputs(ds, model)[:, :, :NX // 2].reshape(len(model.channels), -1).T
+    feats = feats[np.isfinite(feats).all(axis=1)]
+    ref = feats[np.random.default_rng(0).choice(len(feats), 300, replace=False)]
+    aoa = {"reference": np.round(ref, 4).tolist(), "mean_distance": float(pdist(ref).mean()),
+           "threshold": 0.6, "channels": list(model.channels), "lithology_seen": ["granite"]}
+    return ds, dataclasses.replace(model, aoa=aoa)
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, survey):
-    """An input store, a model file, and an uninterrupted local run."""
+    """An input store with lithology, a model file with an area-of-applicability reference,
+    and an uninterrupted local run."""
     root = tmp_path_factory.mktemp("inference")
-    src = gs.write_survey(survey, root / "in.zarr")
-    model = _model(survey, "srcnn")
+    ds, model = _with_aoa(survey, _model(survey, "srcnn"))
+    src = gs.write_survey(ds, root / "in.zarr")
     model_path = model.save(root / "model.pt")
     out = inference.predict_to_zarr(src, root / "full.zarr", model_path, tile=32,
                                     uncertainty=False, progress=False)
@@ -341,7 +361,8 @@ def store(tmp_path_factory, survey):
 def _arrays(path: Path) -> dict[str, bytes]:
     """Every file of the data arrays, by relative path (the bytes on disk)."""
     out = {}
-    for name in (schema.HR_PRED, schema.RESIDUAL_PRED, schema.HR_PRED_STD, "x", "y"):
+    for name in (schema.HR_PRED, schema.RESIDUAL_PRED, schema.HR_PRED_STD,
+                 schema.DISSIMILARITY, schema.AOA, "x", "y"):
         d = Path(path) / name
         if d.is_dir():
             for f in sorted(d.iterdir()):
@@ -375,8 +396,16 @@ def test_prediction_store_opens_in_rasterio(store, survey):
     lazy = inference.super_resolve(gs.open_survey(store["src"]),
                                    GeoSRModel.load(store["model"]), tile=32,
                                    uncertainty=False).compute()
-    for name in (schema.HR_PRED, schema.RESIDUAL_PRED):
+    for name in (schema.HR_PRED, schema.RESIDUAL_PRED, schema.DISSIMILARITY, schema.AOA):
         np.testing.assert_array_equal(lazy[name].values, pred[name].values)
+        assert lazy[name].attrs == pred[name].attrs
+    # each tile judged its own cells: inside where near the reference and granite
+    inside = pred[schema.AOA].values
+    assert pred[schema.AOA].dtype == bool and 0.2 < inside.mean() < 0.8
+    assert not inside[:, 2 * NX // 3:].any() and not inside[:10, :10].any()
+    assert inside[10:, :NX // 2].mean() > inside[10:, NX // 2:].mean()
+    with rasterio.open(f'ZARR:"{out}":/{schema.DISSIMILARITY}') as r:
+        np.testing.assert_array_equal(r.read(1), pred[schema.DISSIMILARITY].values)
 
 
 _KILL_SCRIPT = textwrap.dedent(
@@ -504,7 +533,8 @@ def test_local_cluster_equals_threaded_run(store):
             threads = client.run(lambda: __import__("torch").get_num_threads())
             assert set(threads.values()) == {1}
     a, b = gs.open_survey(out), gs.open_survey(store["full"])
-    for name in (schema.HR_PRED, schema.RESIDUAL_PRED):
+    np.testing.assert_array_equal(a[schema.AOA].values, b[schema.AOA].values)
+    for name in (schema.HR_PRED, schema.RESIDUAL_PRED, schema.DISSIMILARITY):
         np.testing.assert_allclose(a[name].values, b[name].values, rtol=1e-6, atol=1e-6)
         assert np.array_equal(np.isnan(a[name].values), np.isnan(b[name].values))
 

@@ -1,6 +1,5 @@
 """The prediction Zarr store of :func:`~geochem_sr.inference.predict_to_zarr`: its template,
-the identity a rerun must match to resume it, the ledger of finished tiles, the finish, and
-the area of applicability added at the end."""
+the identity a rerun must match to resume it, the ledger of finished tiles and the finish."""
 
 from __future__ import annotations
 
@@ -10,15 +9,12 @@ import shutil
 import warnings
 from pathlib import Path
 
-import numpy as np
 import xarray as xr
 
 from geochem_sr import schema
 from geochem_sr.errors import GeoSRError, InputFileError, ModelMismatchError
-from geochem_sr.inference.applicability import applicability
-from geochem_sr.inference.inputs import prepare_inputs
+from geochem_sr.inference.applicability import AoaRule
 from geochem_sr.inference.lazy import ATTR_PREFIX
-from geochem_sr.models import GeoSRModel
 
 __all__ = [
     "IDENTITY_KEYS",
@@ -29,13 +25,13 @@ __all__ = [
     "ledger",
     "mark_done",
     "start_or_resume",
-    "write_applicability",
 ]
 
 #: Directory inside an output store holding one marker file per finished tile.
 LEDGER_DIR = ".geochem_sr_tiles"
 #: What a rerun must share with the run that started a store to resume it.
-IDENTITY_KEYS = ("model_digest", "input", "input_fingerprint", "tile", "halo", "uncertainty")
+IDENTITY_KEYS = ("model_digest", "input", "input_fingerprint", "tile", "halo", "uncertainty",
+                 "applicability")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +49,7 @@ class TileJob:
     reembed: bool
     y_bounds: tuple[tuple[int, int], ...]
     x_bounds: tuple[tuple[int, int], ...]
+    aoa: AoaRule | None = None
 
     def tiles(self) -> list[tuple[int, int]]:
         """Every tile ``(i, j)``, row by row."""
@@ -125,14 +122,15 @@ def _template(pred: xr.Dataset, tile: int, identity: dict) -> xr.Dataset:
     chunks = (n_el, min(side, pred.sizes[schema.Y]), min(side, pred.sizes[schema.X]))
     tmpl = pred.copy()
     for name, var in pred.data_vars.items():
-        tmpl[name] = var.copy(data=dsa.empty(var.shape, chunks=chunks, dtype=np.float32))
+        tmpl[name] = var.copy(data=dsa.empty(var.shape, chunks=chunks[-var.ndim:],
+                                             dtype=var.dtype))
     tmpl.attrs.update({f"{ATTR_PREFIX}{k}": v for k, v in identity.items()})
     tmpl.attrs[schema.ATTR_INCOMPLETE] = (
         "prediction tiles are still being written by geochem_sr.inference.predict_to_zarr"
     )
     tmpl = gio.prepare_for_zarr(tmpl)
     for name in tmpl.data_vars:
-        tmpl[name].encoding["chunks"] = chunks
+        tmpl[name].encoding["chunks"] = chunks[-tmpl[name].ndim:]
     return tmpl
 
 
@@ -191,23 +189,3 @@ def finish(out: Path) -> None:
         zarr.consolidate_metadata(str(out), zarr_format=2)
     shutil.rmtree(ledger(out), ignore_errors=True)
     gio.write_manifest(out)
-
-
-def write_applicability(ds: xr.Dataset, model: GeoSRModel, out: Path, reembed: bool) -> None:
-    """Add ``dissimilarity`` and ``aoa`` to a finished store (one lazy pass, chunk by chunk).
-
-    Runs before the incomplete marker is removed; a rerun after a crash here writes the
-    two variables again (``mode="a"`` replaces them).
-    """
-    import geochem_sr.io as gio
-
-    app = applicability(prepare_inputs(ds, model, reembed), model)
-    app = app.drop_vars([c for c in app.coords if c not in (schema.X, schema.Y)])
-    app = gio.gis_attrs(app.rio.write_crs(ds.rio.crs)).drop_vars(
-        [c for c in (schema.SPATIAL_REF,) if c in app.coords])
-    for var in app.data_vars.values():
-        var.encoding.pop("grid_mapping", None)
-        var.attrs["grid_mapping"] = schema.SPATIAL_REF
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=f".*{LEDGER_DIR}")
-        app.to_zarr(out, mode="a", zarr_format=2, consolidated=False)

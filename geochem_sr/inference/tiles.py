@@ -3,6 +3,7 @@ or on a ``dask.distributed`` cluster, resumable after a crash (:func:`predict_to
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import uuid
@@ -17,6 +18,7 @@ import xarray as xr
 from geochem_sr import schema
 from geochem_sr.errors import GeoSRError, ParameterError
 from geochem_sr.features import stack_inputs, variables_of
+from geochem_sr.inference.applicability import aoa_rule
 from geochem_sr.inference.calibration import apply_residual, shrink_factors
 from geochem_sr.inference.geometry import (
     bounds,
@@ -35,7 +37,6 @@ from geochem_sr.inference.stores import (
     finish,
     mark_done,
     start_or_resume,
-    write_applicability,
 )
 from geochem_sr.inference.windows import predict_block
 from geochem_sr.models import GeoSRModel
@@ -47,19 +48,38 @@ _INPUTS_LOCK = threading.Lock()
 
 
 def _read_window(ds: xr.Dataset, model: GeoSRModel, job: TileJob, i: int, j: int,
-                 scheduler: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
-    """Load one tile's extended window (only the variables the channels use), stack it."""
+                 scheduler: str) -> _Loaded:
+    """Load one tile's extended window (only the variables the channels use, and the
+    lithology when the area of applicability checks it), stack it."""
     (ys, ye), (xs, xe) = job.y_bounds[i], job.x_bounds[j]
     ny, nx = len(job.y_bounds), len(job.x_bounds)
     edges = tile_edges(i, j, ny, nx)
     top, bottom, left, right = window_context(edges, job.halo, 0)  # real cells read
     y0, x0 = ys - top, xs - left
-    needed = sorted(set(variables_of(model.channels)) | {schema.LR})
+    lith = job.aoa is not None and job.aoa.units_inside is not None
+    needed = sorted(set(variables_of(model.channels)) | {schema.LR}
+                    | ({schema.LITHOLOGY} if lith else set()))
     win = ds[needed].isel({schema.Y: slice(y0, ye + bottom), schema.X: slice(x0, xe + right)})
     win = win.compute(scheduler=scheduler)  # numpy from here on
+    core = (slice(ys - y0, ye - y0), slice(xs - x0, xe - x0))
     x = stack_inputs(win, model.channels, model.norm_stats).values
-    lr = sparse_map(win, model).values[:, ys - y0:ye - y0, xs - x0:xe - x0]
-    return x.astype(np.float32, copy=False), lr.astype(np.float32, copy=False), edges
+    lr = sparse_map(win, model).values[:, core[0], core[1]]
+    return _Loaded(x.astype(np.float32, copy=False), lr.astype(np.float32, copy=False),
+                   edges, core, np.asarray(win[schema.LITHOLOGY].values)[core] if lith
+                   else None)
+
+
+@dataclasses.dataclass
+class _Loaded:
+    """One tile's inputs: the stacked, normalised window ``x``, the sparse map of its core
+    ``lr``, which region edges it touches, where its core lies in the window, and the
+    lithology codes of the core (when the area of applicability checks them)."""
+
+    x: np.ndarray
+    lr: np.ndarray
+    edges: tuple[bool, bool, bool, bool]
+    core: tuple[slice, slice]
+    lithology: np.ndarray | None
 
 
 def _open_input(job: TileJob, model: GeoSRModel) -> xr.Dataset:
@@ -95,18 +115,22 @@ def _load_tile(job: TileJob, model: GeoSRModel, i: int, j: int, scheduler: str) 
     return _read_window(_open_input(job, model), model, job, i, j, scheduler)
 
 
-def _compute_tile(job: TileJob, model: GeoSRModel, loaded: tuple) -> dict[str, np.ndarray]:
-    """Network, mask, shrinkage, concentrations: the arrays of one tile."""
-    x_ext, lr, edges = loaded
+def _compute_tile(job: TileJob, model: GeoSRModel, loaded: _Loaded) -> dict[str, np.ndarray]:
+    """Network, mask, shrinkage, concentrations, and the area of applicability of the
+    inputs already in memory: the arrays of one tile."""
     run = NetworkRun(model, job.digest, device_of(job.device), job.tta, job.batch_size)
-    res, spread = predict_block(x_ext, edges, run, halo=job.halo,
+    res, spread = predict_block(loaded.x, loaded.edges, run, halo=job.halo,
                                 border=region_border(model, job.halo),
                                 size_multiple=job.size_multiple)
     with np.errstate(over="ignore", invalid="ignore"):
-        hr, applied = apply_residual(lr, res, shrink_factors(model))
+        hr, applied = apply_residual(loaded.lr, res, shrink_factors(model))
     data = {schema.HR_PRED: hr, schema.RESIDUAL_PRED: applied}
     if spread is not None:
         data[schema.HR_PRED_STD] = spread
+    if job.aoa is not None:
+        dissim = job.aoa.dissimilarity(loaded.x[:, loaded.core[0], loaded.core[1]])
+        data[schema.DISSIMILARITY] = dissim
+        data[schema.AOA] = job.aoa.inside(dissim, loaded.lithology)
     return data
 
 
@@ -124,7 +148,7 @@ def _store_tile(job: TileJob, i: int, j: int, data: dict[str, np.ndarray]) -> tu
         warnings.filterwarnings("ignore", message=f".*{LEDGER_DIR}")
         group = zarr.open_group(job.out_path, mode="r+", zarr_format=2)
         for name, values in data.items():
-            group[name][:, ys:ye, xs:xe] = values
+            group[name][..., ys:ye, xs:xe] = values
     mark_done(Path(job.out_path), i, j)
     return i, j
 
@@ -225,12 +249,13 @@ def predict_to_zarr(
     The output is laid out first (a template: coordinates, CRS, GIS attributes, provenance
     and the :data:`geochem_sr.schema.ATTR_INCOMPLETE` marker, so that
     :func:`geochem_sr.open_survey` refuses it while it is being written). Then every tile
-    is computed from its window of the input, written into its own chunk-aligned region
-    (``to_zarr(region=...)``) and recorded by a marker file in ``<out>/.geochem_sr_tiles``
-    written after its data. A run that is killed resumes when the same command is run
-    again: only the tiles without a marker are computed, and the final store is identical
-    to the one an uninterrupted run writes. When every tile is there, the marker attribute
-    is removed and the ledger deleted.
+    is computed from its window of the input, with the area of applicability of the
+    inputs it read (``dissimilarity``, ``aoa``, for a calibrated model: no second pass over
+    the input), written into its own chunk-aligned region and recorded by a marker file in
+    ``<out>/.geochem_sr_tiles`` written after its data. A run that is killed resumes when
+    the same command is run again: only the tiles without a marker are computed, and the
+    final store is identical to the one an uninterrupted run writes. When every tile is
+    there, the marker attribute is removed and the ledger deleted.
 
     Parameters
     ----------
@@ -278,9 +303,10 @@ def predict_to_zarr(
         model = GeoSRModel.load(model)
     src, out = Path(in_path).resolve(), Path(out_path)
     ds = gio.open_survey(src)
+    with_aoa = "reference" in (model.aoa or {})
     pred = super_resolve(ds, model, tile=tile, halo=halo, uncertainty=uncertainty,
                          device=device, batch_size=batch_size, reembed=reembed,
-                         applicability=False)
+                         applicability=with_aoa)  # the layout; the tiles compute the values
     tile_, halo_ = (int(pred.attrs[f"{ATTR_PREFIX}{k}"]) for k in ("tile", "halo"))
     digest = pred.attrs[f"{ATTR_PREFIX}model_digest"]
     identity = {
@@ -290,18 +316,22 @@ def predict_to_zarr(
         "tile": tile_,
         "halo": halo_,
         "uncertainty": bool(uncertainty),
+        "applicability": with_aoa,
     }
     if start_or_resume(out, pred, tile_, identity, overwrite):
         if progress:
             print(f"geochem_sr: '{out}' is already complete", flush=True)
         return out
+    with warnings.catch_warnings():  # super_resolve warned already
+        warnings.simplefilter("ignore", UserWarning)
+        aoa = aoa_rule(ds, model) if with_aoa else None
     ych = pred.chunks[schema.Y]
     xch = pred.chunks[schema.X]
     job = TileJob(
         in_path=str(src), out_path=str(out.resolve()), digest=digest, halo=halo_,
         size_multiple=geometry(model).size_multiple, tta=bool(uncertainty), device=device,
         batch_size=batch_size, reembed=reembed,
-        y_bounds=tuple(bounds(ych)), x_bounds=tuple(bounds(xch)),
+        y_bounds=tuple(bounds(ych)), x_bounds=tuple(bounds(xch)), aoa=aoa,
     )
     done = done_tiles(out)
     todo = [t for t in job.tiles() if t not in done]
@@ -312,7 +342,5 @@ def predict_to_zarr(
     missing = [t for t in job.tiles() if t not in done_tiles(out)]
     if missing:  # pragma: no cover - every path above raises first
         raise GeoSRError(f"output store '{out}': tiles {missing[:5]} were not written")
-    if "reference" in (model.aoa or {}):
-        write_applicability(ds, model, out, reembed)
     finish(out)
     return out
