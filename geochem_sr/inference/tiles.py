@@ -18,7 +18,7 @@ import xarray as xr
 from geochem_sr import schema
 from geochem_sr.errors import GeoSRError, ParameterError
 from geochem_sr.features import stack_inputs, variables_of
-from geochem_sr.inference.applicability import aoa_rule
+from geochem_sr.inference.applicability import AoaRule, aoa_rule, applicability_attrs
 from geochem_sr.inference.calibration import apply_residual, shrink_factors
 from geochem_sr.inference.geometry import (
     bounds,
@@ -118,20 +118,29 @@ def _load_tile(job: TileJob, model: GeoSRModel, i: int, j: int, scheduler: str) 
 def _compute_tile(job: TileJob, model: GeoSRModel, loaded: _Loaded) -> dict[str, np.ndarray]:
     """Network, mask, shrinkage, concentrations, and the area of applicability of the
     inputs already in memory: the arrays of one tile."""
+    from concurrent.futures import ThreadPoolExecutor
+
     run = NetworkRun(model, job.digest, device_of(job.device), job.tta, job.batch_size)
-    res, spread = predict_block(loaded.x, loaded.edges, run, halo=job.halo,
-                                border=region_border(model, job.halo),
-                                size_multiple=job.size_multiple)
-    with np.errstate(over="ignore", invalid="ignore"):
-        hr, applied = apply_residual(loaded.lr, res, shrink_factors(model))
-    data = {schema.HR_PRED: hr, schema.RESIDUAL_PRED: applied}
-    if spread is not None:
-        data[schema.HR_PRED_STD] = spread
-    if job.aoa is not None:
-        dissim = job.aoa.dissimilarity(loaded.x[:, loaded.core[0], loaded.core[1]])
-        data[schema.DISSIMILARITY] = dissim
-        data[schema.AOA] = job.aoa.inside(dissim, loaded.lithology)
+    with ThreadPoolExecutor(1, thread_name_prefix="geosr-aoa") as pool:
+        # the nearest-neighbour search runs beside the network (both release the GIL)
+        app = pool.submit(_applicability, job, loaded) if job.aoa is not None else None
+        res, spread = predict_block(loaded.x, loaded.edges, run, halo=job.halo,
+                                    border=region_border(model, job.halo),
+                                    size_multiple=job.size_multiple)
+        with np.errstate(over="ignore", invalid="ignore"):
+            hr, applied = apply_residual(loaded.lr, res, shrink_factors(model))
+        data = {schema.HR_PRED: hr, schema.RESIDUAL_PRED: applied}
+        if spread is not None:
+            data[schema.HR_PRED_STD] = spread
+        if app is not None:
+            data.update(app.result())
     return data
+
+
+def _applicability(job: TileJob, loaded: _Loaded) -> dict[str, np.ndarray]:
+    """``dissimilarity`` and ``aoa`` of a tile's core cells, from its normalised inputs."""
+    dissim = job.aoa.dissimilarity(loaded.x[:, loaded.core[0], loaded.core[1]])
+    return {schema.DISSIMILARITY: dissim, schema.AOA: job.aoa.inside(dissim, loaded.lithology)}
 
 
 def _store_tile(job: TileJob, i: int, j: int, data: dict[str, np.ndarray]) -> tuple[int, int]:
@@ -228,6 +237,21 @@ def _run_distributed(job: TileJob, model: GeoSRModel, todo: list[tuple[int, int]
             cluster.close()
 
 
+def _applicability_layout(pred: xr.Dataset, aoa: AoaRule) -> dict[str, xr.DataArray]:
+    """``dissimilarity`` and ``aoa`` as the template lays them out (empty, lazy): what
+    :func:`~geochem_sr.inference.applicability` returns, chunked like ``pred``."""
+    import dask.array as dsa
+
+    dissim_attrs, flag_attrs, _ = applicability_attrs(aoa)
+    dims = (schema.Y, schema.X)
+    chunks = (pred.chunks[schema.Y], pred.chunks[schema.X])
+    shape = (pred.sizes[schema.Y], pred.sizes[schema.X])
+    return {name: xr.DataArray(dsa.empty(shape, chunks=chunks, dtype=dtype), dims=dims,
+                               coords={d: pred[d] for d in dims}, attrs=attrs)
+            for name, dtype, attrs in ((schema.DISSIMILARITY, np.float32, dissim_attrs),
+                                       (schema.AOA, bool, flag_attrs))}
+
+
 def predict_to_zarr(
     in_path: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -306,7 +330,10 @@ def predict_to_zarr(
     with_aoa = "reference" in (model.aoa or {})
     pred = super_resolve(ds, model, tile=tile, halo=halo, uncertainty=uncertainty,
                          device=device, batch_size=batch_size, reembed=reembed,
-                         applicability=with_aoa)  # the layout; the tiles compute the values
+                         applicability=False)  # the layout; the tiles compute the values
+    aoa = aoa_rule(ds, model) if with_aoa else None
+    if aoa is not None:
+        pred = pred.assign(_applicability_layout(pred, aoa))
     tile_, halo_ = (int(pred.attrs[f"{ATTR_PREFIX}{k}"]) for k in ("tile", "halo"))
     digest = pred.attrs[f"{ATTR_PREFIX}model_digest"]
     identity = {
@@ -322,9 +349,6 @@ def predict_to_zarr(
         if progress:
             print(f"geochem_sr: '{out}' is already complete", flush=True)
         return out
-    with warnings.catch_warnings():  # super_resolve warned already
-        warnings.simplefilter("ignore", UserWarning)
-        aoa = aoa_rule(ds, model) if with_aoa else None
     ych = pred.chunks[schema.Y]
     xch = pred.chunks[schema.X]
     job = TileJob(
