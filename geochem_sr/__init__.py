@@ -8,6 +8,8 @@ workers do not pay for what they do not use.
 
 from __future__ import annotations
 
+import os as _os
+
 from geochem_sr import accessor  # noqa: F401  (registers the ``.geosr`` accessor)
 from geochem_sr.errors import (
     CRSError,
@@ -24,6 +26,15 @@ from geochem_sr.errors import (
 from geochem_sr.exports import lazy_exports
 from geochem_sr.schema import validate
 from geochem_sr.version import __version__
+
+#: PyTorch's CPU allocator backs tensors of 2 MB and more with transparent huge pages when
+#: this is "1" (read once, at the process's first large tensor). The networks' full-size
+#: activations are fresh allocations of tens of MB; with 4 kB pages each one costs about
+#: 20,000 page faults. On the benchmark machine a base-16 multi-level U-Net forward of a
+#: 2048-cell window took 10.6 s with huge pages against 13.4-14.6 s without
+#: (docs/notes/inference.md). Set the variable to "0" before importing to keep 4 kB pages.
+_THP_ENV = "THP_MEM_ALLOC_ENABLE"
+_os.environ.setdefault(_THP_ENV, "1")
 
 #: Public names by the stage (module) that defines them, imported on first use; and the
 #: stages (subpackages) and top-level modules, imported on first use of ``geochem_sr.<name>``

@@ -233,3 +233,35 @@ def test_default_training_predicts_whole_tiles_and_margin_0_patches(survey):
     assert wide.training.margin == 2 and wide.prediction.context == "tile"
     assert wide.prediction.border == 2
     assert plain.training.margin == 0 and plain.prediction.context is None
+
+
+_THP_SCRIPT = (
+    "import os, resource, sys\n"
+    "import geochem_sr, torch\n"
+    "x = torch.ones(8, 1024, 1024)\n"
+    "f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+    "y = x.square()\n"
+    "faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0\n"
+    "print(os.environ['THP_MEM_ALLOC_ENABLE'], faults)\n"
+)
+
+
+def test_importing_the_toolkit_turns_on_huge_pages_for_torch_unless_told_not_to():
+    import os
+    import subprocess
+    import sys
+
+    def run(env: dict[str, str]) -> tuple[str, int]:
+        out = subprocess.run([sys.executable, "-c", _THP_SCRIPT], capture_output=True,
+                             text=True, check=True,
+                             env={k: v for k, v in os.environ.items()
+                                  if k != "THP_MEM_ALLOC_ENABLE"} | env).stdout.split()
+        return out[0], int(out[1])
+
+    on, faults_on = run({})
+    off, faults_off = run({"THP_MEM_ALLOC_ENABLE": "0"})
+    assert (on, off) == ("1", "0")  # a caller's own setting is kept
+    # a fresh 32 MB tensor: 8192 faults of 4 kB pages; with huge pages (where the kernel
+    # allows them: /sys/kernel/mm/transparent_hugepage) far fewer, never more
+    assert faults_off >= 4096
+    assert faults_on <= faults_off
