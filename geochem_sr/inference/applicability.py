@@ -82,10 +82,11 @@ def _dissimilarity_block(feats: np.ndarray, ref: np.ndarray, mean_d: float) -> n
     return out.reshape(h, w).astype(np.float32)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class AoaRule:
     """What judging cells against a model's area of applicability needs (small, picklable:
-    a tile task of :func:`~geochem_sr.inference.predict_to_zarr` carries it).
+    a tile task of :func:`~geochem_sr.inference.predict_to_zarr` carries it; compared and
+    hashed by identity, as it holds an array).
 
     Attributes
     ----------
