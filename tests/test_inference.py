@@ -666,3 +666,18 @@ def test_with_prediction_is_the_merge_users_mean_without_warnings(survey):
     assert np.isnan(one[schema.HR_PRED].isel({schema.ELEMENT: 0}).values).all()
     with pytest.raises(GridError, match="prediction vs dataset"):
         survey.geosr.with_prediction(pred.isel({schema.X: slice(1, None)}))
+
+
+def test_a_tile_job_carrying_an_aoa_rule_pickles_and_hashes(survey):
+    import pickle
+
+    from geochem_sr.inference.applicability import aoa_rule
+
+    ds, model = _with_aoa(survey, _model(survey, "srcnn"))
+    rule = aoa_rule(ds, model)
+    assert rule.units_inside == (0,)  # granite only, the unit seen in training
+    job = stores.TileJob("in", "out", "digest", 8, 1, False, None, None, False,
+                         ((0, 4),), ((0, 4),), aoa=rule)
+    back = pickle.loads(pickle.dumps(job))  # what a cluster worker receives
+    np.testing.assert_array_equal(back.aoa.reference, rule.reference)
+    assert isinstance(hash(job), int) and job.aoa == rule and back.aoa != rule  # by identity
