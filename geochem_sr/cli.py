@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--folds", type=int, default=None,
                    help="trees and ridge: calibrated (and, with auto, chosen) on out-of-fold "
                         "predictions of the training and validation blocks from N refits "
-                        "(default 5; 0: on the validation blocks only, trees only)")
+                        "(default 5; a trees or ridge model fitted on its validation "
+                        "blocks too, as train does whenever it can cross-fit, refuses 0)")
     t.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                    default=argparse.SUPPRESS,
                    help="skip do-no-harm shrinkage and uncertainty calibration (calibrated "

@@ -237,11 +237,20 @@ def _cross_fit(ds: xr.Dataset, model: GeoSRModel):
 def test_cross_fit_predicts_every_training_cell_from_fits_that_never_saw_its_block(
         planted, fitted):
     from geochem_sr.sampling import ROLE_TEST, ROLE_TRAIN, ROLE_VAL, BlockSplitter
+    from geochem_sr.training.cross_fit import can_cross_fit, fold_plan
 
     (res, spread, k), roles = _cross_fit(planted, fitted["ridge"])
     codes = roles.values
     ground = (codes == ROLE_TRAIN) | (codes == ROLE_VAL)
     assert k >= 2
+    # the training-time check builds no fold and agrees with the folds themselves
+    assert can_cross_fit(planted, roles, 0, 32) and len(fold_plan(planted, roles, 0, 32)) == k
+    ids = BlockSplitter(int(roles.attrs["block_size_cells"][0])).block_ids(planted)
+    one_block = roles.where(xr.DataArray(ids == ids[ground][0], dims=("y", "x")),
+                            0).astype(roles.dtype)  # one block of ground left
+    one_block.attrs = roles.attrs
+    assert not can_cross_fit(planted, one_block, 0, 32) and not fold_plan(planted, one_block,
+                                                                           0, 32)
     assert np.isfinite(res[0][ground]).all() and np.isnan(res[0][~ground]).all()
     assert not np.isfinite(res[0][codes == ROLE_TEST]).any()
     assert (spread[0][ground] == 0).all()  # one regressor: no members' spread

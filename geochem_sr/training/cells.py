@@ -365,13 +365,13 @@ def fit_cells(ds: xr.Dataset, kind: str, config: TrainConfig, data: TrainingData
     ``scales``.
     """
     t0 = time.perf_counter()
-    from geochem_sr.training.cross_fit import FITTED_ON_GROUND, fold_plan
+    from geochem_sr.training.cross_fit import FITTED_ON_GROUND, can_cross_fit
 
     scales = dict(config.network_kwargs or {}).get("scales")
     # fitted on the validation blocks too when the calibration can be cross-fitted (two
     # blocks of training ground or more; docs/notes/trust.md): the ridge needs no
     # validation cell, the trees are fitted again with the rounds they stopped at
-    fit_val = bool(fold_plan(ds, data.roles, int(config.seed), int(data.patch_size)))
+    fit_val = can_cross_fit(ds, data.roles, int(config.seed), int(data.patch_size))
     table = cell_table(ds, data, kind, scales, fit_val and kind == "ridge")
     n_in, n_out = len(data.channels), len(data.elements)
     nets, raw = fit_members(kind, table, n_in, n_out, scales, int(config.seed),

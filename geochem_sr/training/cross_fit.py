@@ -38,7 +38,7 @@ from geochem_sr.sampling import (
 )
 from geochem_sr.training.cells import CellTable, cell_rows, fit_members, squares_of
 
-__all__ = ["cross_fit_cells", "cell_kind", "fold_plan", "fits_validation_blocks",
+__all__ = ["cross_fit_cells", "cell_kind", "fold_plan", "can_cross_fit", "fits_validation_blocks",
            "CROSS_FIT_FOLDS", "FITTED_ON_GROUND"]
 
 #: Folds of the training and validation blocks that the out-of-fold predictions come from.
@@ -79,14 +79,10 @@ def _rounds(model: GeoSRModel, n: int) -> list[list[int]]:
     return [[int(f.get(el, {}).get("rounds", 0)) for el in model.elements] for f in fits]
 
 
-def fold_plan(ds: xr.Dataset, roles: xr.DataArray, seed: int, patch_size: int,
-              folds: int = CROSS_FIT_FOLDS) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The folds of the training ground: per fold, the ``(y, x)`` cells fitted on (the other
-    folds less the gap buffer) and the cells predicted; empty with fewer than 2 blocks.
-
-    The blocks and the buffer are those of ``roles`` (attributes ``block_size_cells``,
-    ``gap_cells``; default the survey's leakage gap and the default block size).
-    """
+def _ground_folds(ds: xr.Dataset, roles: xr.DataArray, seed: int, patch_size: int,
+                  folds: int) -> tuple[BlockSplitter, np.ndarray, int]:
+    """The splitter of ``roles``' blocks and buffer, the training ground, and the folds it
+    allows (at most one per block)."""
     codes = np.asarray(roles.transpose(schema.Y, schema.X).values)
     ground = (codes == ROLE_TRAIN) | (codes == ROLE_VAL)
     gap = int(roles.attrs.get("gap_cells", leakage_gap(ds) or 0))
@@ -95,6 +91,25 @@ def fold_plan(ds: xr.Dataset, roles: xr.DataArray, seed: int, patch_size: int,
         else default_block_size(int(patch_size), gap)
     splitter = BlockSplitter(block, gap=gap, seed=int(seed))
     k = min(int(folds), int(np.unique(splitter.block_ids(ds)[ground]).size))
+    return splitter, ground, k
+
+
+def can_cross_fit(ds: xr.Dataset, roles: xr.DataArray, seed: int, patch_size: int,
+                  folds: int = CROSS_FIT_FOLDS) -> bool:
+    """Whether the training ground of ``roles`` holds the two blocks or more that
+    :func:`fold_plan` needs (the block ids only; no fold is built)."""
+    return _ground_folds(ds, roles, seed, patch_size, folds)[2] >= 2
+
+
+def fold_plan(ds: xr.Dataset, roles: xr.DataArray, seed: int, patch_size: int,
+              folds: int = CROSS_FIT_FOLDS) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The folds of the training ground: per fold, the ``(y, x)`` cells fitted on (the other
+    folds less the gap buffer) and the cells predicted; empty with fewer than 2 blocks.
+
+    The blocks and the buffer are those of ``roles`` (attributes ``block_size_cells``,
+    ``gap_cells``; default the survey's leakage gap and the default block size).
+    """
+    splitter, ground, k = _ground_folds(ds, roles, seed, patch_size, folds)
     if k < 2:
         return []
     mask = xr.DataArray(ground, dims=(schema.Y, schema.X))

@@ -159,7 +159,9 @@ def calibrate(
         out-of-fold predictions of every training and validation cell, from the same
         regressor fitted again on ``folds`` - 1 of ``folds`` folds of those blocks
         (default 5; :mod:`geochem_sr.trust.evidence`). 0: on the validation blocks, as for
-        the networks (always on the validation blocks).
+        the networks (always on the validation blocks); refused for a regressor fitted on
+        its validation blocks too, which ``train`` does whenever the ground allows
+        cross-fitting (``model.validation["fitted_on"]``).
 
     Returns
     -------

@@ -277,8 +277,9 @@ def select(ds: xr.Dataset, candidates: Sequence[str | GeoSRModel] = DEFAULT_CAND
         Show progress of the held-out predictions.
     folds : int, optional
         The per-cell regressors are judged on out-of-fold predictions of every training
-        and validation cell, from ``folds`` refits (default 5; 0: on the validation blocks
-        like the networks; :mod:`geochem_sr.trust.evidence`). An option that includes a
+        and validation cell, from ``folds`` refits (default 5; :mod:`geochem_sr.trust.evidence`;
+        0 is refused for regressors fitted on their validation blocks too, as ``train``
+        fits them whenever it can cross-fit). An option that includes a
         network is judged on the validation blocks, where every member has predictions.
     **overrides
         Settings of :class:`~geochem_sr.training.TrainConfig` for every candidate trained
