@@ -185,7 +185,8 @@ def predict_whole(
         n = run.batch_size or max(1, MAX_BATCH_CELLS // max(cells, 1))
         for start in range(0, len(idx), n):
             part = idx[start:start + n]
-            xb = np.stack([windows[i] for i in part])
+            xb = windows[part[0]][None] if len(part) == 1 else np.stack(
+                [windows[i] for i in part])  # one window: a view, not a copy
             if run.tta and spread_source(model) == "members":
                 mean_m, spread_m = forward(net, xb, device, members=True)
                 for j, i in enumerate(part):

@@ -38,7 +38,12 @@ from geochem_sr.inference.stores import (
     mark_done,
     start_or_resume,
 )
-from geochem_sr.inference.windows import predict_block
+from geochem_sr.inference.windows import (
+    Block,
+    finish_block,
+    predict_windows,
+    prepare_block,
+)
 from geochem_sr.models import GeoSRModel
 
 __all__ = ["predict_to_zarr"]
@@ -62,24 +67,27 @@ def _read_window(ds: xr.Dataset, model: GeoSRModel, job: TileJob, i: int, j: int
     win = ds[needed].isel({schema.Y: slice(y0, ye + bottom), schema.X: slice(x0, xe + right)})
     win = win.compute(scheduler=scheduler)  # numpy from here on
     core = (slice(ys - y0, ye - y0), slice(xs - x0, xe - x0))
-    x = stack_inputs(win, model.channels, model.norm_stats).values
+    x = stack_inputs(win, model.channels, model.norm_stats).values.astype(np.float32,
+                                                                          copy=False)
     lr = sparse_map(win, model).values[:, core[0], core[1]]
-    return _Loaded(x.astype(np.float32, copy=False), lr.astype(np.float32, copy=False),
-                   edges, core, np.asarray(win[schema.LITHOLOGY].values)[core] if lith
-                   else None)
+    block = prepare_block(x, edges, halo=job.halo, border=region_border(model, job.halo),
+                          size_multiple=job.size_multiple)
+    return _Loaded(x, lr.astype(np.float32, copy=False), core,
+                   np.asarray(win[schema.LITHOLOGY].values)[core] if lith else None, block)
 
 
 @dataclasses.dataclass
 class _Loaded:
     """One tile's inputs: the stacked, normalised window ``x``, the sparse map of its core
-    ``lr``, which region edges it touches, where its core lies in the window, and the
-    lithology codes of the core (when the area of applicability checks them)."""
+    ``lr``, where its core lies in the window, the lithology codes of the core (when the
+    area of applicability checks them), and the network's input window made from ``x``
+    (region edges reflected, missing inputs zero-filled)."""
 
     x: np.ndarray
     lr: np.ndarray
-    edges: tuple[bool, bool, bool, bool]
     core: tuple[slice, slice]
     lithology: np.ndarray | None
+    block: Block
 
 
 def _open_input(job: TileJob, model: GeoSRModel) -> xr.Dataset:
@@ -115,25 +123,40 @@ def _load_tile(job: TileJob, model: GeoSRModel, i: int, j: int, scheduler: str) 
     return _read_window(_open_input(job, model), model, job, i, j, scheduler)
 
 
-def _compute_tile(job: TileJob, model: GeoSRModel, loaded: _Loaded) -> dict[str, np.ndarray]:
-    """Network, mask, shrinkage, concentrations, and the area of applicability of the
-    inputs already in memory: the arrays of one tile."""
+def _compute_tile(job: TileJob, model: GeoSRModel, loaded: _Loaded) -> _Computed:
+    """The network on one tile's prepared window, and the area of applicability of the
+    inputs already in memory (computed in a thread beside the network)."""
     from concurrent.futures import ThreadPoolExecutor
 
     run = NetworkRun(model, job.digest, device_of(job.device), job.tta, job.batch_size)
     with ThreadPoolExecutor(1, thread_name_prefix="geosr-aoa") as pool:
         # the nearest-neighbour search runs beside the network (both release the GIL)
         app = pool.submit(_applicability, job, loaded) if job.aoa is not None else None
-        res, spread = predict_block(loaded.x, loaded.edges, run, halo=job.halo,
-                                    border=region_border(model, job.halo),
-                                    size_multiple=job.size_multiple)
-        with np.errstate(over="ignore", invalid="ignore"):
-            hr, applied = apply_residual(loaded.lr, res, shrink_factors(model))
-        data = {schema.HR_PRED: hr, schema.RESIDUAL_PRED: applied}
-        if spread is not None:
-            data[schema.HR_PRED_STD] = spread
-        if app is not None:
-            data.update(app.result())
+        (_, res, spread), = predict_windows(run, [loaded.block.x])
+        return _Computed(res, spread, app.result() if app is not None else {})
+
+
+@dataclasses.dataclass
+class _Computed:
+    """The network's residual (and spread) over one tile's whole window, and the tile's
+    ``dissimilarity`` and ``aoa`` (empty without an area of applicability)."""
+
+    residual: np.ndarray
+    spread: np.ndarray | None
+    applicability: dict[str, np.ndarray]
+
+
+def _tile_arrays(model: GeoSRModel, loaded: _Loaded, computed: _Computed
+                 ) -> dict[str, np.ndarray]:
+    """Mask, shrinkage, concentrations: the arrays of one tile, from its window's
+    prediction (in the writer thread, while the network runs on the next tile)."""
+    res, spread = finish_block(loaded.block, computed.residual, computed.spread, model)
+    with np.errstate(over="ignore", invalid="ignore"):
+        hr, applied = apply_residual(loaded.lr, res, shrink_factors(model))
+    data = {schema.HR_PRED: hr, schema.RESIDUAL_PRED: applied}
+    if spread is not None:
+        data[schema.HR_PRED_STD] = spread
+    data.update(computed.applicability)
     return data
 
 
@@ -143,8 +166,10 @@ def _applicability(job: TileJob, loaded: _Loaded) -> dict[str, np.ndarray]:
     return {schema.DISSIMILARITY: dissim, schema.AOA: job.aoa.inside(dissim, loaded.lithology)}
 
 
-def _store_tile(job: TileJob, i: int, j: int, data: dict[str, np.ndarray]) -> tuple[int, int]:
-    """Write one tile into its chunk-aligned region of the template, then record it.
+def _store_tile(job: TileJob, model: GeoSRModel, i: int, j: int, loaded: _Loaded,
+                computed: _Computed) -> tuple[int, int]:
+    """Finish one tile's arrays, write them into its chunk-aligned region of the template,
+    then record it.
 
     Written with zarr's array assignment into the arrays the template laid out (what
     ``to_zarr(region=...)`` does, without re-opening and checking the whole store per
@@ -152,6 +177,7 @@ def _store_tile(job: TileJob, i: int, j: int, data: dict[str, np.ndarray]) -> tu
     """
     import zarr
 
+    data = _tile_arrays(model, loaded, computed)
     (ys, ye), (xs, xe) = job.y_bounds[i], job.x_bounds[j]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=f".*{LEDGER_DIR}")
@@ -164,14 +190,15 @@ def _store_tile(job: TileJob, i: int, j: int, data: dict[str, np.ndarray]) -> tu
 
 def _run_tile(job: TileJob, model: GeoSRModel, i: int, j: int, scheduler: str = "sync") -> tuple:
     """Compute one tile from the input store, write it into its region, record it."""
-    return _store_tile(job, i, j, _compute_tile(job, model,
-                                                _load_tile(job, model, i, j, scheduler)))
+    loaded = _load_tile(job, model, i, j, scheduler)
+    return _store_tile(job, model, i, j, loaded, _compute_tile(job, model, loaded))
 
 
 def _run_local(job: TileJob, model: GeoSRModel, todo: list[tuple[int, int]], n_total: int,
                progress: bool) -> None:
-    """Tiles in order; the next tile is read and the previous one written in background
-    threads while the network runs on the current one (at most 2 tiles in memory each)."""
+    """Tiles in order; the next tile is read and prepared, and the previous one finished
+    (mask, shrinkage, concentrations) and written, in background threads while the network
+    runs on the current one (at most 3 tiles' inputs in memory)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
@@ -188,13 +215,12 @@ def _run_local(job: TileJob, model: GeoSRModel, todo: list[tuple[int, int]], n_t
             loaded = pending.result()
             if k + 1 < len(todo):
                 pending = reader.submit(_load_tile, job, model, *todo[k + 1], "sync")
-            data = _compute_tile(job, model, loaded)
-            del loaded
+            computed = _compute_tile(job, model, loaded)
             if written is not None:
                 written.result()  # errors surface here; tiles are recorded in order
                 bar.update(1)
-            written = writer.submit(_store_tile, job, i, j, data)
-            del data
+            written = writer.submit(_store_tile, job, model, i, j, loaded, computed)
+            del loaded, computed
         written.result()
         bar.update(1)
 

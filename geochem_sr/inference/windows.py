@@ -7,7 +7,9 @@ Why the windows are cut this way is explained in ``docs/notes/inference.md``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,12 +17,18 @@ from geochem_sr.inference.calibration import calibrate_spread
 from geochem_sr.inference.geometry import patch_context, round_up, window_context
 from geochem_sr.inference.network import NetworkRun, predict_whole
 
+if TYPE_CHECKING:  # pragma: no cover
+    from geochem_sr.models import GeoSRModel
+
 __all__ = [
+    "Block",
     "Mosaic",
     "axis_weights",
     "end_pad",
+    "finish_block",
     "predict_block",
     "predict_windows",
+    "prepare_block",
 ]
 
 
@@ -111,22 +119,36 @@ def end_pad(x: np.ndarray, m: int) -> np.ndarray:
     return x
 
 
-def predict_block(
+@dataclasses.dataclass
+class Block:
+    """One tile's extended block made ready for the network (:func:`prepare_block`).
+
+    ``x``: the zero-filled, reflected and end-padded window ``(C, h, w)``; ``mask``: the
+    cells where an input channel is missing; ``rows`` and ``cols``: where the tile's core
+    lies in ``x``.
+    """
+
+    x: np.ndarray
+    mask: np.ndarray
+    rows: slice
+    cols: slice
+
+
+def prepare_block(
     x_ext: np.ndarray,
     edges: tuple[bool, bool, bool, bool],
-    run: NetworkRun,
     *,
     halo: int,
     border: int,
     size_multiple: int,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Predict the core of one tile from its extended block (the Dask and Zarr path).
+) -> Block:
+    """The network's input window of one tile, from its extended block.
 
     ``x_ext`` holds the core plus ``halo`` real cells on every side that is not a region
     edge; ``edges`` (top, bottom, left, right) says which sides are region edges: those
     are reflected by ``border`` cells here, exactly as
-    :func:`~geochem_sr.inference.predict_array` pads the whole region. The spread comes
-    back calibrated.
+    :func:`~geochem_sr.inference.predict_array` pads the whole region. Missing inputs are
+    zero-filled (and masked); the window is zero-padded at its end to ``size_multiple``.
     """
     top, bottom, left, right = window_context(edges, 0, border)  # reflected here
     ctx = window_context(edges, halo, border)
@@ -140,16 +162,38 @@ def predict_block(
     del nan
     ch = xp.shape[1] - ctx[0] - ctx[1]
     cw = xp.shape[2] - ctx[2] - ctx[3]
-    xp = end_pad(xp, size_multiple)
-    (_, res, spread), = predict_windows(run, [xp])
     rows, cols = slice(ctx[0], ctx[0] + ch), slice(ctx[2], ctx[2] + cw)
-    res = res[:, rows, cols].copy()
-    cmask = mask[rows, cols]
-    res[:, cmask] = np.nan
+    return Block(end_pad(xp, size_multiple), mask[rows, cols], rows, cols)
+
+
+def finish_block(block: Block, res: np.ndarray, spread: np.ndarray | None,
+                 model: GeoSRModel) -> tuple[np.ndarray, np.ndarray | None]:
+    """The core of the network's window prediction: residual (NaN where an input is
+    missing) and calibrated spread."""
+    res = res[:, block.rows, block.cols].copy()
+    res[:, block.mask] = np.nan
     if spread is not None:
-        spread = calibrate_spread(spread[:, rows, cols], run.model)
-        spread[:, cmask] = np.nan
+        spread = calibrate_spread(spread[:, block.rows, block.cols], model)
+        spread[:, block.mask] = np.nan
     return res, spread
+
+
+def predict_block(
+    x_ext: np.ndarray,
+    edges: tuple[bool, bool, bool, bool],
+    run: NetworkRun,
+    *,
+    halo: int,
+    border: int,
+    size_multiple: int,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predict the core of one tile from its extended block (the Dask and Zarr path):
+    :func:`prepare_block`, the network, :func:`finish_block`. The spread comes back
+    calibrated."""
+    block = prepare_block(x_ext, edges, halo=halo, border=border,
+                          size_multiple=size_multiple)
+    (_, res, spread), = predict_windows(run, [block.x])
+    return finish_block(block, res, spread, run.model)
 
 
 def _ramp(n: int, rising: bool) -> np.ndarray:
