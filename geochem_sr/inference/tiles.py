@@ -72,20 +72,20 @@ def _read_window(ds: xr.Dataset, model: GeoSRModel, job: TileJob, i: int, j: int
     lr = sparse_map(win, model).values[:, core[0], core[1]]
     block = prepare_block(x, edges, halo=job.halo, border=region_border(model, job.halo),
                           size_multiple=job.size_multiple)
-    return _Loaded(x, lr.astype(np.float32, copy=False), core,
+    return _Loaded(x[:, core[0], core[1]].copy() if job.aoa is not None else None,
+                   lr.astype(np.float32, copy=False),
                    np.asarray(win[schema.LITHOLOGY].values)[core] if lith else None, block)
 
 
 @dataclasses.dataclass
 class _Loaded:
-    """One tile's inputs: the stacked, normalised window ``x``, the sparse map of its core
-    ``lr``, where its core lies in the window, the lithology codes of the core (when the
-    area of applicability checks them), and the network's input window made from ``x``
-    (region edges reflected, missing inputs zero-filled)."""
+    """One tile's inputs: the normalised inputs of its core (when the area of
+    applicability is computed; missing values NaN), the sparse map of its core ``lr``, the
+    lithology codes of the core (when the area of applicability checks them), and the
+    network's input window (region edges reflected, missing inputs zero-filled)."""
 
-    x: np.ndarray
+    core_inputs: np.ndarray | None
     lr: np.ndarray
-    core: tuple[slice, slice]
     lithology: np.ndarray | None
     block: Block
 
@@ -162,7 +162,7 @@ def _tile_arrays(model: GeoSRModel, loaded: _Loaded, computed: _Computed
 
 def _applicability(job: TileJob, loaded: _Loaded) -> dict[str, np.ndarray]:
     """``dissimilarity`` and ``aoa`` of a tile's core cells, from its normalised inputs."""
-    dissim = job.aoa.dissimilarity(loaded.x[:, loaded.core[0], loaded.core[1]])
+    dissim = job.aoa.dissimilarity(loaded.core_inputs)
     return {schema.DISSIMILARITY: dissim, schema.AOA: job.aoa.inside(dissim, loaded.lithology)}
 
 
