@@ -164,6 +164,13 @@ def main() -> int:
         for rule, s in by_rule.items():
             lines.append(f"| {data} | {rule} | {s['mean_gain']:+.2%} | "
                          f"{s['at_least_ridge']}/{s['verdicts']} | {s['harmful']} |")
+    better = [r for r in RULES if r != "largest" and all(
+        by[r]["mean_gain"] > by["largest"]["mean_gain"]
+        and by[r]["harmful"] <= by["largest"]["harmful"] for by in scores.values())]
+    lines += ["", "A rule would replace `largest` (the toolkit's) only if it gained more on "
+              "every data set here with no more harmful verdicts: "
+              + (", ".join(f"`{r}` does" for r in better) if better
+                 else "none does, so `largest` stays") + "."]
     (args.out / "selection_rules.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
