@@ -9,6 +9,7 @@ import threading
 import uuid
 import warnings
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,6 @@ def _load_tile(job: TileJob, model: GeoSRModel, i: int, j: int, scheduler: str) 
 def _compute_tile(job: TileJob, model: GeoSRModel, loaded: _Loaded) -> _Computed:
     """The network on one tile's prepared window, and the area of applicability of the
     inputs already in memory (computed in a thread beside the network)."""
-    from concurrent.futures import ThreadPoolExecutor
 
     run = NetworkRun(model, job.digest, device_of(job.device), job.tta, job.batch_size)
     with ThreadPoolExecutor(1, thread_name_prefix="geosr-aoa") as pool:
@@ -199,8 +199,6 @@ def _run_local(job: TileJob, model: GeoSRModel, todo: list[tuple[int, int]], n_t
     """Tiles in order; the next tile is read and prepared, and the previous one finished
     (mask, shrinkage, concentrations) and written, in background threads while the network
     runs on the current one (at most 3 tiles' inputs in memory)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from tqdm.auto import tqdm
 
     if not todo:
@@ -352,6 +350,24 @@ def predict_to_zarr(
     if not isinstance(model, GeoSRModel):
         model = GeoSRModel.load(model)
     src, out = Path(in_path).resolve(), Path(out_path)
+    with ThreadPoolExecutor(1, thread_name_prefix="geosr-fingerprint") as pool:
+        # every file of the input hashed (reads and hashing release the GIL) while the
+        # store is opened and the prediction laid out
+        fingerprint = pool.submit(gio.store_fingerprint, src)
+        return _predict_store(src, out, model, fingerprint, tile=tile, halo=halo,
+                              scheduler=scheduler, workers=workers, uncertainty=uncertainty,
+                              progress=progress, overwrite=overwrite, device=device,
+                              batch_size=batch_size, reembed=reembed)
+
+
+def _predict_store(src: Path, out: Path, model: GeoSRModel, fingerprint: Future, *,
+                   tile: int | None, halo: int | None, scheduler: Any, workers: int | None,
+                   uncertainty: bool, progress: bool, overwrite: bool, device: str | None,
+                   batch_size: int | None, reembed: bool) -> Path:
+    """:func:`predict_to_zarr` once its arguments are checked and the input's fingerprint
+    is being computed."""
+    import geochem_sr.io as gio
+
     ds = gio.open_survey(src)
     with_aoa = "reference" in (model.aoa or {})
     pred = super_resolve(ds, model, tile=tile, halo=halo, uncertainty=uncertainty,
@@ -365,7 +381,7 @@ def predict_to_zarr(
     identity = {
         "model_digest": digest,
         "input": str(src),
-        "input_fingerprint": gio.store_fingerprint(src),  # every file: values, grid, CRS
+        "input_fingerprint": fingerprint.result(),  # every file: values, grid, CRS
         "tile": tile_,
         "halo": halo_,
         "uncertainty": bool(uncertainty),
