@@ -7,7 +7,9 @@ The synthetic region's noise-free truth lets us check what the toolkit claims th
 
 Run::
 
-    .venv/bin/python benchmarks/trust_figure.py            # about 3-6 min on 2 CPU cores
+    .venv/bin/python benchmarks/trust_figure.py            # about 80 min on one thread
+    .venv/bin/python benchmarks/trust_figure.py --full-cv-seeds ''  # without the
+        # whole-region cross-validation of three seeds, most of that time
 
 Writes ``benchmarks/results/trust.png``, ``trust.md`` and ``trust.json``.
 
