@@ -127,7 +127,6 @@ def _load_tile(job: TileJob, model: GeoSRModel, i: int, j: int, scheduler: str) 
 def _compute_tile(job: TileJob, model: GeoSRModel, loaded: _Loaded) -> _Computed:
     """The network on one tile's prepared window, and the area of applicability of the
     inputs already in memory (computed in a thread beside the network)."""
-
     run = NetworkRun(model, job.digest, device_of(job.device), job.tta, job.batch_size)
     with ThreadPoolExecutor(1, thread_name_prefix="geosr-aoa") as pool:
         # the nearest-neighbour search runs beside the network (both release the GIL)
