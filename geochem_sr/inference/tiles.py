@@ -9,7 +9,7 @@ import threading
 import uuid
 import warnings
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -349,24 +349,11 @@ def predict_to_zarr(
     if not isinstance(model, GeoSRModel):
         model = GeoSRModel.load(model)
     src, out = Path(in_path).resolve(), Path(out_path)
-    with ThreadPoolExecutor(1, thread_name_prefix="geosr-fingerprint") as pool:
-        # every file of the input hashed (reads and hashing release the GIL) while the
-        # store is opened and the prediction laid out
-        fingerprint = pool.submit(gio.store_fingerprint, src)
-        return _predict_store(src, out, model, fingerprint, tile=tile, halo=halo,
-                              scheduler=scheduler, workers=workers, uncertainty=uncertainty,
-                              progress=progress, overwrite=overwrite, device=device,
-                              batch_size=batch_size, reembed=reembed)
-
-
-def _predict_store(src: Path, out: Path, model: GeoSRModel, fingerprint: Future, *,
-                   tile: int | None, halo: int | None, scheduler: Any, workers: int | None,
-                   uncertainty: bool, progress: bool, overwrite: bool, device: str | None,
-                   batch_size: int | None, reembed: bool) -> Path:
-    """:func:`predict_to_zarr` once its arguments are checked and the input's fingerprint
-    is being computed."""
-    import geochem_sr.io as gio
-
+    # every file of the input hashed in a thread (reads and hashing release the GIL) while
+    # the store is opened and the prediction laid out; the thread ends with its one task
+    pool = ThreadPoolExecutor(1, thread_name_prefix="geosr-fingerprint")
+    fingerprint = pool.submit(gio.store_fingerprint, src)
+    pool.shutdown(wait=False)
     ds = gio.open_survey(src)
     with_aoa = "reference" in (model.aoa or {})
     pred = super_resolve(ds, model, tile=tile, halo=halo, uncertainty=uncertainty,
