@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -261,7 +262,12 @@ def test_importing_the_toolkit_turns_on_huge_pages_for_torch_unless_told_not_to(
     on, faults_on = run({})
     off, faults_off = run({"THP_MEM_ALLOC_ENABLE": "0"})
     assert (on, off) == ("1", "0")  # a caller's own setting is kept
-    # a fresh 32 MB tensor: 8192 faults of 4 kB pages; with huge pages (where the kernel
-    # allows them: /sys/kernel/mm/transparent_hugepage) far fewer, never more
+    # a fresh 32 MB tensor: 8192 faults of 4 kB pages; with huge pages, where the kernel
+    # allows them (mode "always" or "madvise"), about 16 times fewer (550 here)
     assert faults_off >= 4096
-    assert faults_on <= faults_off
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    mode = thp.read_text().split("[")[1].split("]")[0] if thp.is_file() else "never"
+    if mode == "never":  # no huge pages to be had: no worse (a few faults of noise)
+        assert faults_on <= 1.05 * faults_off
+    else:
+        assert 4 * faults_on < faults_off
