@@ -48,10 +48,20 @@ def _parts(label: str) -> int:
     return label.count(" + ") + 1 if label.startswith("mean of ") else 1
 
 
+def _kept(c: Table) -> Table:
+    """The options whose correction the do-no-harm rule keeps."""
+    return {n: r for n, r in c.items() if r["shrinkage"] > 0}
+
+
 def largest(c: Table) -> str | None:
     """The kept option with the largest calibrated held-out gain."""
-    kept = {n: r for n, r in c.items() if r["shrinkage"] > 0}
+    kept = _kept(c)
     return max(kept, key=lambda n: kept[n]["gain_val"]) if kept else None
+
+
+def _widest_of(options: Table) -> str | None:
+    """The most averaged option, ties to the larger held-out gain."""
+    return max(options, key=lambda n: (_parts(n), options[n]["gain_val"])) if options else None
 
 
 def one_se(c: Table) -> str | None:
@@ -60,14 +70,12 @@ def one_se(c: Table) -> str | None:
     if best is None:
         return None
     floor = c[best]["gain_val"] - c[best]["gain_val_se"]
-    ok = {n: r for n, r in c.items() if r["shrinkage"] > 0 and r["gain_val"] >= floor}
-    return max(ok, key=lambda n: (_parts(n), ok[n]["gain_val"]))
+    return _widest_of({n: r for n, r in _kept(c).items() if r["gain_val"] >= floor})
 
 
 def widest(c: Table) -> str | None:
     """The most averaged kept option."""
-    kept = {n: r for n, r in c.items() if r["shrinkage"] > 0}
-    return max(kept, key=lambda n: (_parts(n), kept[n]["gain_val"])) if kept else None
+    return _widest_of(_kept(c))
 
 
 RULES: dict[str, Callable[[Table], str | None]] = {
