@@ -313,7 +313,7 @@ def test_method_rows_are_calibrated_and_costed(first: tuple[Path, dict]) -> None
 
 
 def test_methods_checks_compare_the_selection_with_the_best_alternative() -> None:
-    from geochem_sr.experiment.methods_report import methods_checks
+    from geochem_sr.experiment.methods_report import methods_checks, methods_lines
 
     els = ["As", "Cu"]
 
@@ -329,3 +329,14 @@ def test_methods_checks_compare_the_selection_with_the_best_alternative() -> Non
     rows[-1] = row("auto", "method", [0.10, -0.01])
     c = methods_checks(rows, els)
     assert c["auto_below_zero"] == ["Cu"] and c["elements_auto_at_least_best"] == 1
+    # where it is behind: how far on the test blocks and what it saw on its evidence
+    rows[-1]["selection"] = {"Cu": {"method": "trees x3", "candidates": {
+        "trees x3": {"gain_val": 0.05, "gain_val_se": 0.01},
+        "ridge x3": {"gain_val": 0.01, "gain_val_se": 0.01}}}}
+    (b,) = methods_checks(rows, els)["behind_best"]
+    assert b["element"] == "Cu" and b["method"] == "trees x3"
+    assert b["best_gain_test"] - b["gain_test"] == pytest.approx(0.07)
+    assert (b["gain_evidence"], b["best_gain_evidence"]) == (0.05, 0.01)
+    text = "\n".join(methods_lines(rows, els, {}))
+    assert "Cu (trees x3): 7.00 points behind" in text
+    assert "led by Cu +4.00 points; by more than either error for Cu" in text

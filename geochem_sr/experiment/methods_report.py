@@ -55,8 +55,10 @@ def methods_checks(rows: Sequence[Mapping[str, Any]], elements: Sequence[str]
                  if r["key"] in _CLASSICAL})
     auto = _gains(methods["auto"], sparse, elements)
     best = max(alts, key=lambda k: _mean(alts[k]))
-    wins = sum(1 for el in elements
-               if auto[el][0] >= alts[best].get(el, (math.nan,))[0] - 1e-12)
+    behind = [el for el in elements
+              if not auto[el][0] >= alts[best].get(el, (math.nan,))[0] - 1e-12]
+    wins = len(elements) - len(behind)
+    candidate = best if best in methods else None  # a method row's key names its candidate
     return {"auto_mean_gain": _mean(auto), "best_alternative": best,
             "best_alternative_mean_gain": _mean(alts[best]),
             "auto_at_least_best_on_mean": _mean(auto) >= _mean(alts[best]),
@@ -64,7 +66,69 @@ def methods_checks(rows: Sequence[Mapping[str, Any]], elements: Sequence[str]
             "auto_at_least_best_on_8_of_10": wins >= math.ceil(0.8 * len(elements)),
             "goal_mean_gain": GOAL_MEAN_GAIN,
             "auto_meets_goal": _mean(auto) >= GOAL_MEAN_GAIN,
-            "auto_below_zero": [el for el in elements if auto[el][0] < 0]}
+            "auto_below_zero": [el for el in elements if auto[el][0] < 0],
+            "behind_best": [_behind(el, auto[el], alts[best][el], candidate,
+                                    methods["auto"].get("selection", {}).get(el, {}))
+                            for el in behind]}
+
+
+def _behind(el: str, auto: tuple[float, float], best: tuple[float, float],
+            candidate: str | None, choice: Mapping[str, Any]) -> dict[str, Any]:
+    """Where the selection is below the best alternative: both test gains with their
+    errors, and what the selection saw of both on its evidence (out of fold or validation
+    blocks; NaN for a classical alternative, which is not a candidate)."""
+    cands = choice.get("candidates", {})
+    chosen = cands.get(choice.get("method"), {})
+    alt = next((v for k, v in cands.items() if candidate and k.split(" ")[0] == candidate),
+               {})
+    return {"element": el, "method": choice.get("method"),
+            "gain_test": auto[0], "gain_test_se": auto[1],
+            "best_gain_test": best[0], "best_gain_test_se": best[1],
+            "gain_evidence": chosen.get("gain_val", math.nan),
+            "gain_evidence_se": chosen.get("gain_val_se", math.nan),
+            "best_gain_evidence": alt.get("gain_val", math.nan),
+            "best_gain_evidence_se": alt.get("gain_val_se", math.nan)}
+
+
+def _behind_lines(c: Mapping[str, Any], best: str) -> list[str]:
+    """Why the selection is below the best alternative where it is: per element, how far,
+    against the errors, on the test blocks and on the evidence it chose on."""
+    rows = c.get("behind_best") or []
+    if not rows:
+        return []
+    out = ["", f"Where the selection is below {best} (test-block gain ± jackknife error; "
+           "on the evidence it chose on, the same for its choice and for that method):", ""]
+    for b in rows:
+        gap = b["best_gain_test"] - b["gain_test"]
+        ev = ""
+        if math.isfinite(b["best_gain_evidence"]):
+            ev = (f"; on the evidence {100 * b['gain_evidence']:+.2f} ± "
+                  f"{100 * b['gain_evidence_se']:.2f} % against "
+                  f"{100 * b['best_gain_evidence']:+.2f} ± "
+                  f"{100 * b['best_gain_evidence_se']:.2f} %")
+        out.append(f"- {b['element']} ({b['method']}): {100 * gap:.2f} points behind, "
+                   f"{100 * b['gain_test']:+.2f} ± {100 * b['gain_test_se']:.2f} % against "
+                   f"{100 * b['best_gain_test']:+.2f} ± {100 * b['best_gain_test_se']:.2f} %"
+                   + ev)
+    largest = max(b["best_gain_test"] - b["gain_test"] for b in rows)
+    errors = [e for b in rows for e in (b["gain_test_se"], b["best_gain_test_se"])
+              if math.isfinite(e)]
+    if errors and largest < min(errors):
+        out += ["", "On the test blocks each is behind by less than the smallest of these errors "
+                f"({100 * min(errors):.1f} points): they cannot tell the options apart."]
+    seen = [b for b in rows if math.isfinite(b["best_gain_evidence"])]
+    if seen:
+        leads = ", ".join(
+            f"{b['element']} {100 * (b['gain_evidence'] - b['best_gain_evidence']):+.2f}"
+            for b in seen)
+        clear = [b["element"] for b in seen if b["gain_evidence"] - b["best_gain_evidence"]
+                 > max(b["gain_evidence_se"], b["best_gain_evidence_se"])]
+        out += ["", f"On the evidence the selection chose on, its choice led by {leads} points"
+                + (f"; by more than either error for {', '.join(clear)}: there the evidence "
+                   "and the test blocks disagree" if clear else ", within the errors")
+                + ". Two rules that favour averaging were compared on other data "
+                "(`benchmarks/results/selection_rules.md`); neither gains on both."]
+    return out
 
 
 def methods_lines(rows: Sequence[Mapping[str, Any]], elements: Sequence[str],
@@ -115,4 +179,5 @@ def methods_lines(rows: Sequence[Mapping[str, Any]], elements: Sequence[str],
                   f"on the mean, at least as good on **{c['elements_auto_at_least_best']} of "
                   f"{c['elements']}** elements; goal mean gain ≥ {100 * GOAL_MEAN_GAIN:.0f} %: "
                   f"**{'met' if c['auto_meets_goal'] else 'not met'}**."]
+        lines += _behind_lines(c, best)
     return lines + [""]
