@@ -80,9 +80,17 @@ def test_training_splits_by_default_with_the_leakage_gap(region, survey):
     from geochem_sr.sampling import default_block_size, describe_gap, prepare_training_data
 
     gap = leakage_gap(survey)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)  # the region affords the full gap
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
         data = prepare_training_data(survey, "geochem", patch_size=16, stride=8)
+    said = [str(w.message) for w in caught]
+    assert not [m for m in said if "too small for a gap" in m]  # it affords the full gap
+    # ... but holds four blocks: the validation and the test cells are one area each
+    assert data.blocks == {"train": 2, "val": 1, "test": 1}
+    assert [m for m in said if "validation and test cells lie in one block" in m]
+    assert data.split_summary()["blocks"] == data.blocks
+    assert describe_gap({**data.roles.attrs, "blocks": data.blocks}).startswith(
+        "validation and test cells in one block of the split each")
     attrs = data.roles.attrs
     assert attrs["gap_cells"] == attrs["leakage_gap_cells"] == gap
     assert attrs["hr_reach_m"] == survey.attrs[schema.ATTR_HR_REACH]

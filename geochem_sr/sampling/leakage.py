@@ -110,6 +110,11 @@ def describe_gap(record: Mapping[str, Any]) -> str:
     gap = int(record.get("gap_cells", 0))
     need = record.get("leakage_gap_cells")
     head = f"held-out blocks {gap} cells from training"
+    one = [name for key, name in (("val", "validation"), ("test", "test"))
+           if (record.get("blocks") or {}).get(key) == 1]
+    if one:
+        head = (f"{' and '.join(one)} cells in one block of the split each (the scores of "
+                f"one area); {head}")
     if need is None:
         return (f"{head}; the dataset does not record the reach of its dense map (build it "
                 "with build_survey), so leakage was not checked")

@@ -69,6 +69,7 @@ class TrainingData:
     offset: tuple[int, int] = (0, 0)
     patch_size: int = 32
     splitter: BlockSplitter | None = field(default=None, repr=False)
+    blocks: dict[str, int] | None = None  # blocks of the split holding each role's cells
 
     def split_summary(self) -> dict[str, Any]:
         """Cells and patches per role, the split's attributes (:data:`SPLIT_ATTRS`: block
@@ -83,6 +84,8 @@ class TrainingData:
         }
         if self.splitter is not None:
             summary["fractions"] = list(self.splitter.fractions)
+        if self.blocks is not None:
+            summary["blocks"] = dict(self.blocks)
         return json.loads(json.dumps(summary, default=to_jsonable))
 
 
@@ -157,6 +160,10 @@ def prepare_training_data(
     else:
         roles, windows = _split_windows(ds, splitter, patch_size, stride, min_valid, valid)
     role = roles.values
+    blocks = None
+    if isinstance(splitter, BlockSplitter):
+        blocks = _role_blocks(splitter.block_ids(ds), role)
+        _warn_single_area(blocks, splitter.block_cells(ds))
     rows, cols = np.flatnonzero((role > 0).any(1)), np.flatnonzero((role > 0).any(0))
     m = int(margin)
     ny, nx = role.shape
@@ -192,7 +199,30 @@ def prepare_training_data(
         offset=(int(r0), int(c0)),
         patch_size=int(patch_size),
         splitter=splitter,
+        blocks=blocks,
     )
+
+
+def _role_blocks(ids: np.ndarray, role: np.ndarray) -> dict[str, int]:
+    """Blocks of the split that hold cells of each role."""
+    return {ROLE_NAMES[c]: int(np.unique(ids[role == c]).size)
+            for c in (ROLE_TRAIN, ROLE_VAL, ROLE_TEST)}
+
+
+def _warn_single_area(blocks: dict[str, int], size: tuple[int, int]) -> None:
+    """Warn when the validation or the test cells lie in a single block of the split: the
+    held-out scores (and the do-no-harm verdicts, which rest on the validation cells or on
+    the training ground) then describe one area and may not hold elsewhere."""
+    one = [r for r in ("val", "test") if blocks.get(r) == 1]
+    if not one:
+        return
+    what = " and ".join({"val": "validation", "test": "test"}[r] for r in one)
+    warnings.warn(
+        f"block split: the {what} cells lie in one block of {size[0]} x {size[1]} cells "
+        f"(blocks per role: {blocks}): its scores describe one area of the survey, and a "
+        "correction kept on them may make the map worse elsewhere. A survey this small "
+        "holds about one block per role; check the test-block scores in model.summary() "
+        "before using the map (README, 'Which to pick').", UserWarning, stacklevel=3)
 
 
 def _split_windows(ds: xr.Dataset, splitter: Any, patch_size: int, stride: int,
