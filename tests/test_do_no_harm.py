@@ -3,8 +3,7 @@
 The rule (``geochem_sr.trust.shrinkage``, ``docs/notes/trust.md``): evidence blocks as wide
 as the dense map's reach, at least ``MIN_UNITS`` of them, the least-squares factor two
 jackknife errors above 0, a validation gain of 1 % and a 95 % block-bootstrap lower bound on
-that gain above 1 %; and, where the blocks of the split are known, evidence in at least two
-of them with a lower bound across them (jackknife over areas, Student's t) not below 0.
+that gain above 0.
 """
 
 from __future__ import annotations
@@ -54,30 +53,6 @@ def test_a_correction_seen_on_every_block_is_kept_and_said_in_words():
     assert out["gain_val_lcb"] > 0.3
     assert "6 independent validation blocks of about 1 km" in out["verdict"]
     assert "95% lower bound" in out["verdict"]
-
-
-def test_a_correction_must_carry_across_the_areas_of_the_split():
-    """Twelve 1-km evidence blocks in three areas (blocks of the split) of four: whether
-    a correction is kept depends on the areas too."""
-    r, sd, t, roles, groups = _case(12, 12)
-    areas = groups // 4  # the test block is a fourth area
-    out = element_calibration(r, sd, t, roles, groups, 0.1, 0.01, 1000.0, areas=areas)
-    assert out["shrinkage"] > 0.8 and out["evidence_areas"] == 3
-    assert "12 independent validation blocks of about 1 km in 3 areas" in out["verdict"]
-    # all twelve blocks in one area: nothing shows that the gain carries elsewhere
-    out = element_calibration(r, sd, t, roles, groups, 0.1, 0.01, 1000.0,
-                              areas=np.zeros_like(groups))
-    assert out["shrinkage"] == 0.0 and out["evidence_areas"] == 1
-    assert "lie in one area" in out["reason"]
-    # in one area of three the correction is unrelated to the dense map: the eight good
-    # blocks carry the older rules (pooled gain, its bound over the 1-km blocks), the
-    # bound across areas does not pass
-    t[:, :40] = np.random.default_rng(1).normal(0, 0.1, (10, 40))
-    without = element_calibration(r, sd, t, roles, groups, 0.1, 0.01, 1000.0)
-    assert without["shrinkage"] > 0.5 and without["gain_val_lcb"] > 0.01
-    out = element_calibration(r, sd, t, roles, groups, 0.1, 0.01, 1000.0, areas=areas)
-    assert out["shrinkage"] == 0.0 and out["gain_val_lcb_areas"] < 0
-    assert "does not hold across areas" in out["reason"]
 
 
 def test_a_correction_carried_by_one_block_of_six_is_not_kept():

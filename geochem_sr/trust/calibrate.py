@@ -23,7 +23,7 @@ from geochem_sr.sampling import ROLE_VAL, SPLIT_ATTRS, describe_gap
 from geochem_sr.trust.aoa import AOA_SAMPLE, aoa_reference
 from geochem_sr.trust.evidence import evidence_held, fitted_on, uses_cross_fit
 from geochem_sr.trust.predictions import Held
-from geochem_sr.trust.roles import evidence_blocks, roles_array, split_areas
+from geochem_sr.trust.roles import evidence_blocks, roles_array
 from geochem_sr.trust.shrinkage import (
     COVERAGE_1STD,
     MIN_GAIN,
@@ -48,8 +48,7 @@ def fit_calibration(model: GeoSRModel, held: Held, std_floor: float, min_gain: f
         per_element[el] = element_calibration(held.residual[k], held.spread[k],
                                               held.target[k], held.roles, held.groups,
                                               std_floor, min_gain, held.unit_m,
-                                              where=(where or {}).get(el, default),
-                                              areas=held.areas)
+                                              where=(where or {}).get(el, default))
     zero = {el: row["reason"] for el, row in per_element.items() if "reason" in row}
     for el, why in zero.items():
         warnings.warn(f"calibrate: {el} is returned as the sparse map (shrinkage 0): {why}",
@@ -92,12 +91,10 @@ def fit_calibration(model: GeoSRModel, held: Held, std_floor: float, min_gain: f
 
 def held_out_setup(ds: xr.Dataset, model: GeoSRModel, seed: int | None, roles: Any,
                    purpose: str) -> tuple[xr.Dataset, xr.DataArray, str, np.ndarray,
-                                          np.ndarray, float | None, np.ndarray | None]:
+                                          np.ndarray, float | None]:
     """What scoring a model's held-out blocks needs: the dataset with its inputs prepared,
     the roles (and how they were obtained), their codes, the evidence block of every cell
-    and that block's side in metres, and the block of the split of every cell (the areas
-    of :func:`~geochem_sr.trust.shrinkage.element_calibration`; None when the roles record
-    no block size).
+    and that block's side in metres.
 
     Raises
     ------
@@ -111,7 +108,7 @@ def held_out_setup(ds: xr.Dataset, model: GeoSRModel, seed: int | None, roles: A
         raise DataError(f"roles: expected validation cells (code 2) to {purpose} on, "
                         "found none")
     groups, unit_m = evidence_blocks(ds, model, roles_da, MIN_GROUPS)
-    return ds, roles_da, note, codes, groups, unit_m, split_areas(ds, model, roles_da)
+    return ds, roles_da, note, codes, groups, unit_m
 
 
 def calibrate(
@@ -202,11 +199,11 @@ def calibrate(
     for name, v in (("std_floor", std_floor), ("min_gain", min_gain)):
         if not (isinstance(v, int | float) and 0 <= v < 1):
             raise ParameterError(f"{name}: expected a number in [0, 1), found {v!r}")
-    ds, roles_da, note, codes, groups, unit_m, areas = held_out_setup(ds, model, seed, roles,
+    ds, roles_da, note, codes, groups, unit_m = held_out_setup(ds, model, seed, roles,
                                                                "calibrate")
     k = uses_cross_fit(model, folds)
     held = evidence_held(ds, model, roles_da, codes, groups, unit_m, folds=k, tile=tile,
-                         device=device, progress=progress, areas=areas)
+                         device=device, progress=progress)
     out = fit_calibration(model, held, std_floor, min_gain, note)
     return finish_calibration(out, ds, model, roles_da, seed, aoa_sample)
 

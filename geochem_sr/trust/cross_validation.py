@@ -36,7 +36,7 @@ from geochem_sr.training import TrainConfig
 from geochem_sr.trust.calibrate import fit_calibration
 from geochem_sr.trust.cv_report import CrossValidationReport, aggregate_folds
 from geochem_sr.trust.predictions import Held, predict_held
-from geochem_sr.trust.roles import RolesSplitter, default_blocks, evidence_blocks, split_areas
+from geochem_sr.trust.roles import RolesSplitter, default_blocks, evidence_blocks
 from geochem_sr.trust.shrinkage import MIN_GAIN, MIN_GROUPS, STD_FLOOR_FRACTION
 
 __all__ = ["cross_validate"]
@@ -277,7 +277,7 @@ def cross_validate(
         codes = np.asarray(full_roles.values)
         groups, unit_m = evidence_blocks(ds, net, full_roles, MIN_GROUPS)
         held = predict_held(prepared, net, codes, groups, tile=tile, device=device,
-                            unit_m=unit_m, areas=split_areas(ds, net, full_roles))
+                            unit_m=unit_m)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             cal = fit_calibration(net, held, STD_FLOOR_FRACTION, MIN_GAIN,

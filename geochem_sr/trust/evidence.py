@@ -59,7 +59,7 @@ def uses_cross_fit(model: GeoSRModel, folds: int | None) -> int:
 
 def evidence_held(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray, codes: np.ndarray,
                   groups: np.ndarray, unit_m: float | None, *, folds: int, tile: int,
-                  device: str | None, progress: bool, areas: np.ndarray | None = None) -> Held:
+                  device: str | None, progress: bool) -> Held:
     """The model's held-out predictions with role 2 on the cells that are evidence.
 
     ``folds`` > 0 (per-cell regressors only): role 2 on every training and validation cell,
@@ -81,17 +81,17 @@ def evidence_held(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray, codes:
                 "leave fewer than two blocks of training ground to cross-fit it on; "
                 "calibrate it with the roles it was trained with")
         return predict_held(ds, model, codes, groups, tile=tile, device=device,
-                            unit_m=unit_m, progress=progress, areas=areas)
+                            unit_m=unit_m, progress=progress)
     oof, spread, k = crossed
     test = codes == ROLE_TEST  # the model itself predicts only these (when there are any)
     held = predict_held(ds, model, np.where(test, ROLE_TEST, ROLE_NONE) if test.any()
                         else codes, groups, tile=tile, device=device, unit_m=unit_m,
-                        progress=progress, areas=areas)
+                        progress=progress)
     ground = (codes == ROLE_TRAIN) | (codes == ROLE_VAL)
     rows, cols = np.flatnonzero((ground | test).any(1)), np.flatnonzero((ground | test).any(0))
     box = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
     sl = (slice(box[0], box[1]), slice(box[2], box[3]))
-    out = frame_held(held, box, groups, areas)
+    out = frame_held(held, box, groups)
     sub = ds.isel({schema.Y: sl[0], schema.X: sl[1]})
     target = np.asarray(target_residual(sub, model.elements).values, np.float32)
     is_ground = ground[sl]
@@ -104,11 +104,9 @@ def evidence_held(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray, codes:
                                cross_fitted=k)
 
 
-def frame_held(held: Held, box: tuple[int, int, int, int], groups: np.ndarray,
-               areas: np.ndarray | None = None) -> Held:
+def frame_held(held: Held, box: tuple[int, int, int, int], groups: np.ndarray) -> Held:
     """``held`` on another box of the grid: NaN and no role where it predicted nothing, and
-    NaN on every cell that is neither evidence (role 2) nor test (role 3). ``groups`` and
-    ``areas`` cover the whole grid."""
+    NaN on every cell that is neither evidence (role 2) nor test (role 3)."""
     r0, r1, c0, c1 = box
     e_n = held.residual.shape[0]
     shape = (r1 - r0, c1 - c0)
@@ -127,5 +125,4 @@ def frame_held(held: Held, box: tuple[int, int, int, int], groups: np.ndarray,
     scored = (roles == ROLE_VAL) | (roles == ROLE_TEST)
     residual[:, ~scored] = np.nan
     return dataclasses.replace(held, box=box, roles=roles, residual=residual, spread=spread,
-                               target=target, groups=groups[r0:r1, c0:c1],
-                               areas=None if areas is None else areas[r0:r1, c0:c1])
+                               target=target, groups=groups[r0:r1, c0:c1])

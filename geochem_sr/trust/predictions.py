@@ -32,7 +32,6 @@ class Held:
     groups: np.ndarray  # (h, w) spatial block id of every cell (jackknife groups)
     unit_m: float | None = None  # side of a group (metres), when known
     cross_fitted: int = 0  # folds of the out-of-fold predictions on role 2 (trust.evidence)
-    areas: np.ndarray | None = None  # (h, w) block of the split of every cell, when known
 
 
 def bare(model: GeoSRModel) -> GeoSRModel:
@@ -43,7 +42,7 @@ def bare(model: GeoSRModel) -> GeoSRModel:
 
 def predict_held(ds: xr.Dataset, model: GeoSRModel, roles: np.ndarray, groups: np.ndarray,
                  *, tile: int, device: str | None, unit_m: float | None = None,
-                 progress: bool = False, areas: np.ndarray | None = None) -> Held:
+                 progress: bool = False) -> Held:
     """Predict (with the model's spread) the box around validation and test cells, plus an
     exact halo: once, for everything calibration and cross-validation score."""
     held = (roles == ROLE_VAL) | (roles == ROLE_TEST)
@@ -63,4 +62,4 @@ def predict_held(ds: xr.Dataset, model: GeoSRModel, roles: np.ndarray, groups: n
                                 device=device, progress=progress)
     return Held((int(r0), int(r1), int(c0), int(c1)), roles[r0:r1, c0:c1], res, spread,
                 np.asarray(t, np.float32), list(model.elements), groups[r0:r1, c0:c1],
-                unit_m, areas=None if areas is None else areas[r0:r1, c0:c1])
+                unit_m)

@@ -25,8 +25,7 @@ from geochem_sr.sampling import (
     patch_index,
 )
 
-__all__ = ["RolesSplitter", "block_ids", "default_blocks", "evidence_blocks", "split_areas",
-           "held_out_windows",
+__all__ = ["RolesSplitter", "block_ids", "default_blocks", "evidence_blocks", "held_out_windows",
            "roles_array", "training_roles"]
 
 
@@ -156,15 +155,6 @@ def block_ids(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray,
         b //= 2
         ids = BlockSplitter(b).block_ids(ds)
     return ids
-
-
-def split_areas(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray) -> np.ndarray | None:
-    """The block of the split (an area of the survey) of every cell, on the block grid the
-    roles record (or training's split); None when neither records a block size."""
-    split = model.training.split or {}
-    if roles.attrs.get("block_size_cells", split.get("block_size_cells")) is None:
-        return None
-    return block_ids(ds, model, roles)
 
 
 def evidence_blocks(ds: xr.Dataset, model: GeoSRModel, roles: xr.DataArray,

@@ -112,15 +112,14 @@ def _held_outs(ds: xr.Dataset, fitted: list[tuple[str, GeoSRModel]], roles: Any,
     """Each candidate's evidence and test predictions on one common box of the grid
     (:func:`~geochem_sr.trust.evidence.evidence_held`: out of fold for the per-cell
     regressors, the validation blocks for the networks); the prepared dataset and roles."""
-    ds, roles_da, note, codes, groups, unit_m, areas = held_out_setup(ds, fitted[0][1], None,
-                                                                      roles,
+    ds, roles_da, note, codes, groups, unit_m = held_out_setup(ds, fitted[0][1], None, roles,
                                                                "choose")
     raw = [evidence_held(ds, m, roles_da, codes, groups, unit_m,
                          folds=uses_cross_fit(m, folds), tile=256, device=None,
-                         progress=progress, areas=areas) for _, m in fitted]
+                         progress=progress) for _, m in fitted]
     box = (min(h.box[0] for h in raw), max(h.box[1] for h in raw),
            min(h.box[2] for h in raw), max(h.box[3] for h in raw))
-    framed = [frame_held(h, box, groups, areas) for h in raw]
+    framed = [frame_held(h, box, groups) for h in raw]
     sub = ds.isel({schema.Y: slice(box[0], box[1]), schema.X: slice(box[2], box[3])})
     target = np.asarray(target_residual(sub, fitted[0][1].elements).values, np.float32)
     common = _common_roles(framed)
@@ -172,7 +171,7 @@ def _option_rows(held: list[Held], weights: tuple[float, ...], std_floor: float,
     out = {}
     for k, el in enumerate(h0.elements):
         r = element_calibration(mean[k], spread[k], h0.target[k], h0.roles, h0.groups,
-                                std_floor, min_gain, h0.unit_m, alpha, areas=h0.areas)
+                                std_floor, min_gain, h0.unit_m, alpha)
         out[el] = {"gain_val": float(r["gain_val"]), "gain_val_se": float(r["gain_val_se"]),
                    "gain_val_lcb": float(r["gain_val_lcb"]),
                    "shrinkage": float(r["shrinkage"]), "gain_test": float(r["gain"]),

@@ -39,9 +39,6 @@ MIN_UNITS = 4
 #: A block counts as independent evidence when it holds at least this share of the cells of
 #: the fullest validation block (slivers at the edge of a block do not).
 MIN_UNIT_SHARE = 0.25
-#: Fewest areas (blocks of the split) the evidence must span: the do-no-harm rule asks that
-#: the correction carry from one area of the survey to another.
-MIN_AREAS = 2
 #: One-sided level of the block-bootstrap lower bound on the validation gain.
 LCB_ALPHA = 0.05
 #: The block-bootstrap lower bound on the validation gain must reach this: a correction is
@@ -93,44 +90,15 @@ def _bootstrap_gain(num: np.ndarray, den: np.ndarray, tt: np.ndarray, s: float,
     return float(np.nanquantile(gains, alpha))
 
 
-def _areas(rv: np.ndarray, tv: np.ndarray, av: np.ndarray, s: float, alpha: float
-           ) -> dict[str, Any]:
-    """The evidence's areas (blocks of the split holding at least :data:`MIN_UNIT_SHARE`
-    of the fullest one's cells) and a lower bound on the gain of ``s * r`` across them:
-    the gain less Student's t quantile (``n - 1`` degrees of freedom, level ``alpha``) times
-    its delete-one-area jackknife error. With few areas a percentile bootstrap is too
-    narrow (three areas give ten distinct resamples); the t bound widens as they get
-    fewer."""
-    from scipy.stats import t as student_t
-
-    _, inv, counts = np.unique(av, return_inverse=True, return_counts=True)
-    keep = counts >= MIN_UNIT_SHARE * counts.max()
-    n = int(keep.sum())
-    lcb = math.nan
-    if n >= MIN_AREAS:
-        num, den, tt = (np.bincount(inv, weights=w, minlength=counts.size)[keep]
-                        for w in (rv * tv, rv * rv, tv * tv))
-        ee = tt - 2 * s * num + s * s * den
-        gain = 1.0 - math.sqrt(max(float(ee.sum()), 0.0) / float(tt.sum()))
-        se = _jackknife_gain_se(num, den, tt, s)
-        lcb = gain - float(student_t.ppf(1 - alpha, n - 1)) * se if math.isfinite(se) \
-            else -math.inf
-    return {"evidence_areas": n, "gain_val_lcb_areas": lcb}
-
-
 def _shrinkage(rv: np.ndarray, tv: np.ndarray, gv: np.ndarray, min_gain: float,
-               alpha: float = LCB_ALPHA, where: str = "validation",
-               av: np.ndarray | None = None) -> tuple[dict[str, Any], str | None]:
-    """Do-no-harm factor from the validation cells (values, targets, block ids, and the
-    blocks of the split they lie in: ``av``, optional).
+               alpha: float = LCB_ALPHA, where: str = "validation"
+               ) -> tuple[dict[str, Any], str | None]:
+    """Do-no-harm factor from the validation cells (values, targets, block ids).
 
     Kept only when the validation cells span at least :data:`MIN_UNITS` independent blocks,
     the least-squares factor is :data:`MIN_Z` jackknife errors above 0, the shrunk
     correction gains at least ``min_gain`` and the block-bootstrap lower bound on that gain
-    reaches :data:`MIN_GAIN_LCB`; with ``av``, also when the cells span at least
-    :data:`MIN_AREAS` areas of the split and the lower bound on the gain across areas
-    (:func:`_areas`) is not below 0: the correction carries from one area of the survey
-    to another, with the same confidence (``docs/notes/trust.md``).
+    reaches :data:`MIN_GAIN_LCB` (``docs/notes/trust.md``).
     """
     den = float(np.sum(rv * rv))
     s_ls = float(np.sum(rv * tv) / den) if den > 0 else 0.0
@@ -167,22 +135,11 @@ def _shrinkage(rv: np.ndarray, tv: np.ndarray, gv: np.ndarray, min_gain: float,
                   f"{MIN_GAIN_LCB:.0%}: "
                   f"its {100 * (1 - alpha):.3g}% lower bound over {groups.size} blocks resampled "
                   f"(block bootstrap) is {lcb:.1%}")
-    areas = _areas(rv, tv, av, s, alpha) if av is not None else {}
-    if reason is None and areas and areas["evidence_areas"] < MIN_AREAS:
-        reason = (f"the {where} cells lie in one area (block of the split): a gain there "
-                  f"({gain:.1%}) cannot show that the correction carries to the rest of the "
-                  "survey")
-    elif reason is None and areas and not areas["gain_val_lcb_areas"] >= 0:
-        reason = (f"the gain on the {where} blocks ({gain:.1%}) does not hold across areas "
-                  f"of the survey: across its {areas['evidence_areas']} areas (blocks of the "
-                  f"split), its {100 * (1 - alpha):.3g}% lower bound is "
-                  f"{areas['gain_val_lcb_areas']:.1%} (jackknife error over areas, Student's "
-                  "t), so some areas may be made worse")
     info = {"shrinkage_ls": s_ls, "shrinkage_se": se if math.isfinite(se) else math.nan,
             "val_blocks": int(groups.size), "evidence_blocks": n_units,
             "gain_val_lcb": lcb, "lcb_level": 1.0 - alpha, "gain_val": 0.0 if reason else gain,
             "gain_val_se": 0.0 if reason else _jackknife_gain_se(num_g, den_g, tt_g, s),
-            "shrinkage": 0.0 if reason else s, **areas}
+            "shrinkage": 0.0 if reason else s}
     return info, reason
 
 
@@ -200,8 +157,6 @@ def verdict(row: dict[str, Any], unit_m: float | None = None) -> str:
     if row.get("reason"):
         return f"returned as the sparse map: {row['reason']}"
     size = f" of about {unit_m / 1000:.2g} km" if unit_m else ""
-    if row.get("evidence_areas"):
-        size += f" in {row['evidence_areas']} areas"
     text = (f"correction kept at {float(row['shrinkage']):.2f} of its size: on "
             f"{row.get('evidence_blocks', row.get('val_blocks', '?'))} independent "
             f"{row.get('evidence', 'validation')} blocks{size} it improves on the sparse map "
@@ -217,8 +172,7 @@ def verdict(row: dict[str, Any], unit_m: float | None = None) -> str:
 def element_calibration(r: np.ndarray, sd: np.ndarray, t: np.ndarray, roles: np.ndarray,
                         groups: np.ndarray, std_floor: float, min_gain: float,
                         unit_m: float | None = None, alpha: float = LCB_ALPHA,
-                        where: str = "validation", areas: np.ndarray | None = None
-                        ) -> dict[str, Any]:
+                        where: str = "validation") -> dict[str, Any]:
     """Shrinkage, std scale and floor from the validation cells (role 2); scores on the
     test cells; the ``verdict`` in words (``unit_m``: side of the independent blocks in
     metres; ``alpha``: level of the lower bound on the validation gain; ``where``: what the
@@ -232,8 +186,7 @@ def element_calibration(r: np.ndarray, sd: np.ndarray, t: np.ndarray, roles: np.
         info, reason = {"shrinkage_ls": math.nan, "shrinkage": 0.0}, \
             f"no {where} cell with a known dense value"
     else:
-        info, reason = _shrinkage(rv, tv, groups[val], min_gain, alpha, where,
-                                  None if areas is None else areas[val])
+        info, reason = _shrinkage(rv, tv, groups[val], min_gain, alpha, where)
     out.update(info)
     if reason is not None:
         out["reason"] = reason
