@@ -99,12 +99,18 @@ def _train_candidates(ds: xr.Dataset, candidates: Sequence[Any], inputs: str,
     for name, m in out[1:]:
         same = (m.channels == first.channels and m.elements == first.elements and all(
             np.allclose(m.norm_stats[c], first.norm_stats[c]) for c in first.channels))
-        if not same or (m.training.split or {}) != (first.training.split or {}):
+        if not same or _split_of(m) != _split_of(first):
             raise ModelMismatchError(
                 f"candidates: {name!r} was not trained on the same channels, elements, "
                 f"normalisation and block split as {out[0][0]!r}; train every candidate "
                 "on the same survey with the same seed, patch size and splitter")
     return out
+
+
+def _split_of(model: GeoSRModel) -> dict[str, Any]:
+    """The model's block split as recorded, less what is derived from it (the blocks per
+    role, not recorded by models trained before it was): what candidates must share."""
+    return {k: v for k, v in (model.training.split or {}).items() if k != "blocks"}
 
 
 def _held_outs(ds: xr.Dataset, fitted: list[tuple[str, GeoSRModel]], roles: Any,
