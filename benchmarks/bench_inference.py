@@ -137,6 +137,7 @@ def run_predict(args: argparse.Namespace) -> dict:
         tile_edges,
         window_context,
     )
+    from geochem_sr.inference.heap import kept_heap
     from geochem_sr.inference.network import network, spread_source
     from geochem_sr.models import GeoSRModel
 
@@ -174,13 +175,14 @@ def run_predict(args: argparse.Namespace) -> dict:
     scale = len(windows) / len(sample)
 
     def bare(part: list) -> tuple[float, float]:
+        # as the pipeline runs them: freed activations kept for the next forward
         c0, t0 = _cpu(), time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), kept_heap():
             for hw in part:
                 net(tensors[hw])
         return time.perf_counter() - t0, _cpu() - c0
 
-    with torch.inference_mode():  # warm-up: one forward per shape, untimed
+    with torch.inference_mode(), kept_heap():  # warm-up: one forward per shape, untimed
         for x in tensors.values():
             net(x)
     half = len(sample) // 2
@@ -292,7 +294,10 @@ def write_results(label: str, meta: dict, runs: list[dict], summary: dict) -> No
              "one-off imports; runs labelled before issue 15's second round were timed "
              "without it). Bare = the same network object on the same windows "
              "(tensors already in memory), same process and torch threads, half of the "
-             "windows timed just before the pipeline and half just after. "
+             "windows timed just before the pipeline and half just after; both keep freed "
+             "memory in the heap between forwards as the pipeline does "
+             "(`inference.heap.kept_heap`; runs labelled before `heap kept` without it, "
+             "in both). "
              "`halo overhead` = cells the network sees / cells predicted (exact halo). "
              "Ratio = bare time / pipeline time (throughput of the pipeline relative to the "
              "bare forward); the CPU-time ratio (process user+sys) is the same comparison "

@@ -271,3 +271,42 @@ def test_importing_the_toolkit_turns_on_huge_pages_for_torch_unless_told_not_to(
         assert faults_on <= 1.05 * faults_off
     else:
         assert 4 * faults_on < faults_off
+
+
+_HEAP_SCRIPT = (
+    "import os, numpy as np\n"
+    "from geochem_sr.inference.heap import can_keep_heap, heap_is_kept, kept_heap\n"
+    "def rss():\n"
+    "    pages = int(open('/proc/self/statm').read().split()[1])\n"
+    "    return pages * os.sysconf('SC_PAGE_SIZE') // 2**20\n"
+    "base = rss()\n"
+    "a = np.ones(50_000_000); del a; plain = rss() - base\n"
+    "with kept_heap():\n"
+    "    with kept_heap():\n"
+    "        pass\n"
+    "    nested = heap_is_kept()\n"
+    "    a = np.ones(50_000_000); del a; kept = rss() - base\n"
+    "after = rss() - base\n"
+    "b = np.ones(50_000_000); del b; restored = rss() - base\n"
+    "print(can_keep_heap(), nested, heap_is_kept(), plain, kept, after, restored)\n"
+)
+
+
+def test_prediction_keeps_freed_memory_for_the_next_tile_and_gives_it_back_after():
+    """glibc returns a freed 400 MB array to the kernel at once; inside ``kept_heap`` (a
+    prediction) it stays for the next tile's activations; after it, the heap is given back
+    and glibc's defaults are restored. ``GEOCHEM_SR_KEEP_HEAP=0`` leaves it alone."""
+    import os
+    import subprocess
+    import sys
+
+    def run(env: dict[str, str]) -> list[str]:
+        return subprocess.run([sys.executable, "-c", _HEAP_SCRIPT], capture_output=True,
+                              text=True, check=True, env=os.environ | env).stdout.split()
+
+    can, nested, still, plain, kept, after, restored = run({})
+    assert (can, nested, still) == ("True", "True", "False")  # this is glibc (Debian)
+    assert int(plain) < 50 and int(after) < 50 and int(restored) < 50  # MB
+    assert int(kept) > 300  # the freed 400 MB stayed in the heap
+    can, _, _, _, kept, _, _ = run({"GEOCHEM_SR_KEEP_HEAP": "0"})
+    assert can == "False" and int(kept) < 50

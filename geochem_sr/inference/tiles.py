@@ -28,6 +28,7 @@ from geochem_sr.inference.geometry import (
     tile_edges,
     window_context,
 )
+from geochem_sr.inference.heap import kept_heap
 from geochem_sr.inference.inputs import needs_embedding, prepare_inputs, sparse_map
 from geochem_sr.inference.lazy import ATTR_PREFIX, super_resolve
 from geochem_sr.inference.network import NetworkRun, device_of
@@ -388,7 +389,8 @@ def predict_to_zarr(
     done = done_tiles(out)
     todo = [t for t in job.tiles() if t not in done]
     if scheduler is None and workers is None:
-        _run_local(job, model, todo, len(job.tiles()), progress)
+        with kept_heap():  # each tile's activations reuse the last one's pages
+            _run_local(job, model, todo, len(job.tiles()), progress)
     else:
         _run_distributed(job, model, todo, scheduler, workers, progress)
     missing = [t for t in job.tiles() if t not in done_tiles(out)]

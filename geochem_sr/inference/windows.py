@@ -15,6 +15,7 @@ import numpy as np
 
 from geochem_sr.inference.calibration import calibrate_spread
 from geochem_sr.inference.geometry import patch_context, round_up, window_context
+from geochem_sr.inference.heap import kept_heap
 from geochem_sr.inference.network import NetworkRun, predict_whole
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -192,7 +193,8 @@ def predict_block(
     calibrated."""
     block = prepare_block(x_ext, edges, halo=halo, border=border,
                           size_multiple=size_multiple)
-    (_, res, spread), = predict_windows(run, [block.x])
+    with kept_heap():  # an ensemble's members reuse each other's pages
+        (_, res, spread), = predict_windows(run, [block.x])
     return finish_block(block, res, spread, run.model)
 
 
