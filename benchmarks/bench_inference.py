@@ -199,11 +199,12 @@ def run_predict(args: argparse.Namespace) -> dict:
     shutil.rmtree(warm, ignore_errors=True)
 
     c0, t0 = _cpu(), time.perf_counter()
-    inference.predict_to_zarr(args.input, out, model, tile=args.tile or None,
-                              uncertainty=args.uncertainty, progress=False)
+    with _PeakRss() as peak:  # the pipeline's own peak, not the bare forwards' before it
+        inference.predict_to_zarr(args.input, out, model, tile=args.tile or None,
+                                  uncertainty=args.uncertainty, progress=False)
     aoa = "aoa" in gs.open_survey(out).data_vars
     t_pipe, c_pipe = time.perf_counter() - t0, _cpu() - c0
-    rss_pipe = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss_pipe = peak.bytes
 
     t_b2, c_b2 = bare(sample[half:])
     t_c2, _ = bare(cores[len(cores) // 2:])
@@ -229,6 +230,37 @@ def run_predict(args: argparse.Namespace) -> dict:
         "load_average": [load_before, os.getloadavg()[0]],
         "output_complete_and_finite": ok,
     }
+
+
+class _PeakRss:
+    """The process's largest resident set while the block runs (sampled every 20 ms from
+    ``/proc/self/statm``; the process-wide ``ru_maxrss`` where there is no ``/proc``)."""
+
+    def __enter__(self) -> _PeakRss:
+        import threading
+
+        self.bytes = 0
+        self._stop = threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        try:
+            with open("/proc/self/statm") as f:
+                self.bytes = max(self.bytes, int(f.read().split()[1]) * self._page)
+        except OSError:
+            self.bytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.02):
+            self._sample()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
 
 
 def child(cmd: list[str]) -> dict | None:
@@ -297,7 +329,9 @@ def write_results(label: str, meta: dict, runs: list[dict], summary: dict) -> No
              "windows timed just before the pipeline and half just after; both keep freed "
              "memory in the heap between forwards as the pipeline does "
              "(`inference.heap.kept_heap`; runs labelled before `heap kept` without it, "
-             "in both). "
+             "in both). `peak RSS` = the process's resident set at its largest during the "
+             "pipeline (sampled every 20 ms; runs labelled before `heap kept`: the "
+             "process's maximum, bare forwards included). "
              "`halo overhead` = cells the network sees / cells predicted (exact halo). "
              "Ratio = bare time / pipeline time (throughput of the pipeline relative to the "
              "bare forward); the CPU-time ratio (process user+sys) is the same comparison "
