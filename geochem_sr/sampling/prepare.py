@@ -220,9 +220,9 @@ def _warn_single_area(blocks: dict[str, int], size: tuple[int, int]) -> None:
     warnings.warn(
         f"block split: the {what} cells lie in one block of {size[0]} x {size[1]} cells "
         f"(blocks per role: {blocks}): its scores describe one area of the survey, and a "
-        "correction kept on them may make the map worse elsewhere. A survey this small "
-        "holds about one block per role; check the test-block scores in model.summary() "
-        "before using the map (README, 'Which to pick').", UserWarning, stacklevel=3)
+        "correction kept on them may make the map worse elsewhere. Check the test-block "
+        "scores in model.summary() before using the map (README, 'Which to pick').",
+        UserWarning, stacklevel=3)
 
 
 def _split_windows(ds: xr.Dataset, splitter: Any, patch_size: int, stride: int,
