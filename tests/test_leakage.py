@@ -91,6 +91,8 @@ def test_training_splits_by_default_with_the_leakage_gap(region, survey):
     assert data.split_summary()["blocks"] == data.blocks
     assert describe_gap({**data.roles.attrs, "blocks": data.blocks}).startswith(
         "validation and test cells in one block of the split each")
+    assert describe_gap({**data.roles.attrs, "blocks": {**data.blocks, "test": 2}}).startswith(
+        "validation cells in one block of the split (the scores of one area); held-out")
     attrs = data.roles.attrs
     assert attrs["gap_cells"] == attrs["leakage_gap_cells"] == gap
     assert attrs["hr_reach_m"] == survey.attrs[schema.ATTR_HR_REACH]

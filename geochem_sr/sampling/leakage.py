@@ -113,7 +113,8 @@ def describe_gap(record: Mapping[str, Any]) -> str:
     one = [name for key, name in (("val", "validation"), ("test", "test"))
            if (record.get("blocks") or {}).get(key) == 1]
     if one:
-        head = (f"{' and '.join(one)} cells in one block of the split each (the scores of "
+        each = " each" if len(one) > 1 else ""
+        head = (f"{' and '.join(one)} cells in one block of the split{each} (the scores of "
                 f"one area); {head}")
     if need is None:
         return (f"{head}; the dataset does not record the reach of its dense map (build it "
