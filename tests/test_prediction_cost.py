@@ -275,20 +275,19 @@ def test_importing_the_toolkit_turns_on_huge_pages_for_torch_unless_told_not_to(
 
 _HEAP_SCRIPT = (
     "import os, numpy as np\n"
-    "from geochem_sr.inference.heap import can_keep_heap, heap_is_kept, kept_heap\n"
+    "from geochem_sr.inference.heap import can_keep_heap, kept_heap\n"
     "def rss():\n"
     "    pages = int(open('/proc/self/statm').read().split()[1])\n"
     "    return pages * os.sysconf('SC_PAGE_SIZE') // 2**20\n"
     "base = rss()\n"
     "a = np.ones(50_000_000); del a; plain = rss() - base\n"
     "with kept_heap():\n"
-    "    with kept_heap():\n"
+    "    with kept_heap():  # a nested block leaving does not end the outer one\n"
     "        pass\n"
-    "    nested = heap_is_kept()\n"
     "    a = np.ones(50_000_000); del a; kept = rss() - base\n"
     "after = rss() - base\n"
     "b = np.ones(50_000_000); del b; restored = rss() - base\n"
-    "print(can_keep_heap(), nested, heap_is_kept(), plain, kept, after, restored)\n"
+    "print(can_keep_heap(), plain, kept, after, restored)\n"
 )
 
 
@@ -304,9 +303,9 @@ def test_prediction_keeps_freed_memory_for_the_next_tile_and_gives_it_back_after
         return subprocess.run([sys.executable, "-c", _HEAP_SCRIPT], capture_output=True,
                               text=True, check=True, env=os.environ | env).stdout.split()
 
-    can, nested, still, plain, kept, after, restored = run({})
-    assert (can, nested, still) == ("True", "True", "False")  # this is glibc (Debian)
+    can, plain, kept, after, restored = run({})
+    assert can == "True"  # this is glibc (Debian)
     assert int(plain) < 50 and int(after) < 50 and int(restored) < 50  # MB
-    assert int(kept) > 300  # the freed 400 MB stayed in the heap
-    can, _, _, _, kept, _, _ = run({"GEOCHEM_SR_KEEP_HEAP": "0"})
+    assert int(kept) > 300  # the freed 400 MB stayed in the heap, after a nested block too
+    can, _, kept, _, _ = run({"GEOCHEM_SR_KEEP_HEAP": "0"})
     assert can == "False" and int(kept) < 50

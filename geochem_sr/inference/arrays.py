@@ -14,7 +14,6 @@ from geochem_sr.inference.geometry import (
     tile_edges,
     window_context,
 )
-from geochem_sr.inference.heap import kept_heap
 from geochem_sr.inference.network import NetworkRun, device_of
 from geochem_sr.inference.windows import Mosaic, axis_weights, end_pad, predict_windows
 from geochem_sr.models import GeoSRModel
@@ -121,14 +120,13 @@ def predict_array(
     mosaic = Mosaic(len(model.elements), (ny, nx), tta)
     from tqdm.auto import tqdm
 
-    with kept_heap():  # the next window's activations reuse the last one's pages
-        for i, res, spread in tqdm(predict_windows(run, windows), total=len(windows),
-                                   disable=not progress, desc="predicting", unit="tile"):
-            wy0, wx0, y0, y1, x0, x1, w = where[i]
-            # region cell r lies at r - wy0 in window i (wy0: its first cell)
-            loc = (slice(None), slice(y0 - wy0, y1 - wy0), slice(x0 - wx0, x1 - wx0))
-            mosaic.add(slice(y0, y1), slice(x0, x1), w, res[loc],
-                       None if spread is None else spread[loc])
+    for i, res, spread in tqdm(predict_windows(run, windows), total=len(windows),
+                               disable=not progress, desc="predicting", unit="tile"):
+        wy0, wx0, y0, y1, x0, x1, w = where[i]
+        # region cell r lies at r - wy0 in window i (wy0: its first cell)
+        loc = (slice(None), slice(y0 - wy0, y1 - wy0), slice(x0 - wx0, x1 - wx0))
+        mosaic.add(slice(y0, y1), slice(x0, x1), w, res[loc],
+                   None if spread is None else spread[loc])
     residual, std = mosaic.result()
     residual[:, mask] = np.nan
     if std is not None:

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["KEEP_HEAP_ENV", "kept_heap", "heap_is_kept", "can_keep_heap"]
+__all__ = ["KEEP_HEAP_ENV", "kept_heap", "can_keep_heap"]
 
 #: Environment variable: "0" leaves the allocator as it is.
 KEEP_HEAP_ENV = "GEOCHEM_SR_KEEP_HEAP"
@@ -62,11 +62,6 @@ def _libc() -> Any:
 def can_keep_heap() -> bool:
     """Whether :func:`kept_heap` changes anything here (glibc, and not turned off)."""
     return _libc() is not None and os.environ.get(KEEP_HEAP_ENV, "1") != "0"
-
-
-def heap_is_kept() -> bool:
-    """Whether a :func:`kept_heap` block is running in this process now."""
-    return _DEPTH > 0
 
 
 @contextlib.contextmanager

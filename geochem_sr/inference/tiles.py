@@ -389,7 +389,7 @@ def predict_to_zarr(
     done = done_tiles(out)
     todo = [t for t in job.tiles() if t not in done]
     if scheduler is None and workers is None:
-        with kept_heap():  # each tile's activations reuse the last one's pages
+        with kept_heap():  # held across tiles: each tile reuses the last one's pages
             _run_local(job, model, todo, len(job.tiles()), progress)
     else:
         _run_distributed(job, model, todo, scheduler, workers, progress)

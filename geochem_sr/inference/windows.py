@@ -90,25 +90,29 @@ def predict_windows(
 
     In patch context each window is predicted as ``patch_size`` sub-windows every
     ``patch_size // 2`` cells on a lattice fixed to the window's origin, blended with a
-    separable ``sin**2`` weight; in tile context it is predicted whole.
+    separable ``sin**2`` weight; in tile context it is predicted whole. Freed activations stay
+    in the heap while the windows are predicted (:func:`~geochem_sr.inference.heap.kept_heap`):
+    each window, and each member of an ensemble, reuses the last one's pages.
     """
-    ctx = patch_context(run.model)
-    if ctx is None:
-        yield from predict_whole(run, windows)
-        return
-    p, step = ctx
-    weight = np.outer(_sub_weights(p), _sub_weights(p))
-    for i, w in enumerate(windows):
-        h, wd = w.shape[-2:]
-        hp, wp = _lattice_size(h, p, step), _lattice_size(wd, p, step)
-        w = np.pad(w, ((0, 0), (0, hp - h), (0, wp - wd)))
-        pos = [(a, b) for a in range(0, hp - p + 1, step) for b in range(0, wp - p + 1, step)]
-        subs = [w[:, a:a + p, b:b + p] for a, b in pos]
-        mosaic = Mosaic(len(run.model.elements), (hp, wp), run.tta)
-        for j, res, spread in predict_whole(run, subs):
-            a, b = pos[j]
-            mosaic.add(slice(a, a + p), slice(b, b + p), weight, res, spread)
-        yield (i, *mosaic.result(slice(0, h), slice(0, wd)))
+    with kept_heap():
+        ctx = patch_context(run.model)
+        if ctx is None:
+            yield from predict_whole(run, windows)
+            return
+        p, step = ctx
+        weight = np.outer(_sub_weights(p), _sub_weights(p))
+        for i, w in enumerate(windows):
+            h, wd = w.shape[-2:]
+            hp, wp = _lattice_size(h, p, step), _lattice_size(wd, p, step)
+            w = np.pad(w, ((0, 0), (0, hp - h), (0, wp - wd)))
+            pos = [(a, b) for a in range(0, hp - p + 1, step)
+                   for b in range(0, wp - p + 1, step)]
+            subs = [w[:, a:a + p, b:b + p] for a, b in pos]
+            mosaic = Mosaic(len(run.model.elements), (hp, wp), run.tta)
+            for j, res, spread in predict_whole(run, subs):
+                a, b = pos[j]
+                mosaic.add(slice(a, a + p), slice(b, b + p), weight, res, spread)
+            yield (i, *mosaic.result(slice(0, h), slice(0, wd)))
 
 
 def end_pad(x: np.ndarray, m: int) -> np.ndarray:
@@ -193,8 +197,7 @@ def predict_block(
     calibrated."""
     block = prepare_block(x_ext, edges, halo=halo, border=border,
                           size_multiple=size_multiple)
-    with kept_heap():  # an ensemble's members reuse each other's pages
-        (_, res, spread), = predict_windows(run, [block.x])
+    (_, res, spread), = predict_windows(run, [block.x])
     return finish_block(block, res, spread, run.model)
 
 
