@@ -23,7 +23,7 @@ from typing import Any
 from geochem_sr.sampling.blocks import BlockSplitter, leakage_gap
 
 __all__ = ["default_block_size", "default_splitter", "describe_gap", "fallback_gaps",
-           "is_optimistic"]
+           "is_optimistic", "single_block_roles"]
 
 
 def default_block_size(patch_size: int, gap: int) -> int:
@@ -96,6 +96,18 @@ def is_optimistic(record: Mapping[str, Any]) -> bool | None:
     return int(record.get("gap_cells", 0)) < int(need)
 
 
+def single_block_roles(blocks: Mapping[str, int] | None) -> list[str]:
+    """The held-out roles, in words, whose cells lie in one block of the split.
+
+    Examples
+    --------
+    >>> single_block_roles({"train": 6, "val": 1, "test": 2})
+    ['validation']
+    """
+    return [name for key, name in (("val", "validation"), ("test", "test"))
+            if (blocks or {}).get(key) == 1]
+
+
 def describe_gap(record: Mapping[str, Any]) -> str:
     """One line on what a split's gap guarantees, for reports.
 
@@ -110,8 +122,7 @@ def describe_gap(record: Mapping[str, Any]) -> str:
     gap = int(record.get("gap_cells", 0))
     need = record.get("leakage_gap_cells")
     head = f"held-out blocks {gap} cells from training"
-    one = [name for key, name in (("val", "validation"), ("test", "test"))
-           if (record.get("blocks") or {}).get(key) == 1]
+    one = single_block_roles(record.get("blocks"))
     if one:
         each = " each" if len(one) > 1 else ""
         head = (f"{' and '.join(one)} cells in one block of the split{each} (the scores of "

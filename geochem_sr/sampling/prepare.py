@@ -37,7 +37,7 @@ from geochem_sr.sampling.blocks import (
     leakage_gap,
 )
 from geochem_sr.sampling.dataset import DEFAULT_MAX_BYTES, PatchDataset, load_arrays
-from geochem_sr.sampling.leakage import default_splitter, fallback_gaps
+from geochem_sr.sampling.leakage import default_splitter, fallback_gaps, single_block_roles
 from geochem_sr.sampling.windows import Window, patch_index
 
 __all__ = ["TrainingData", "prepare_training_data"]
@@ -213,10 +213,10 @@ def _warn_single_area(blocks: dict[str, int], size: tuple[int, int]) -> None:
     """Warn when the validation or the test cells lie in a single block of the split: the
     held-out scores (and the do-no-harm verdicts, which rest on the validation cells or on
     the training ground) then describe one area and may not hold elsewhere."""
-    one = [r for r in ("val", "test") if blocks.get(r) == 1]
+    one = single_block_roles(blocks)
     if not one:
         return
-    what = " and ".join({"val": "validation", "test": "test"}[r] for r in one)
+    what = " and ".join(one)
     warnings.warn(
         f"block split: the {what} cells lie in one block of {size[0]} x {size[1]} cells "
         f"(blocks per role: {blocks}): its scores describe one area of the survey, and a "
