@@ -15,6 +15,7 @@ from geochem_sr.errors import ParameterError, SchemaError
 from geochem_sr.experiment.cache import RowCache
 from geochem_sr.experiment.figure import figure_elements
 from geochem_sr.experiment.findings import check_expectations
+from geochem_sr.experiment.methods_report import CLASSICAL_ROWS
 from geochem_sr.experiment.report import format_value
 from geochem_sr.training import TrainConfig
 
@@ -78,6 +79,21 @@ def test_json_rows_and_columns(first: tuple[Path, dict]) -> None:
     assert set(res["baseline_info"]["regression_kriging"]["covariates"]) < set(covs)
     assert by["regression_kriging_all"]["scores"]["rmse_log10"] != by["regression_kriging"][
         "scores"]["rmse_log10"]
+    # the re-tuned interpolation records a setting per element; where it kept the default
+    # kriging (k = 16, the survey's own) its map is the sparse map
+    settings = res["baseline_info"]["retuned"]["settings"]
+    assert set(settings) == set(elements)
+    for el, s in settings.items():
+        same = by["retuned"]["per_element"][el] == by["sparse"]["per_element"][el]
+        assert same == (s == {"method": "kriging", "k": 16, "nugget_share": None}), el
+    # the classical rows are scored as the methods are: test-block gain and jackknife error
+    for key in CLASSICAL_ROWS:
+        g = by[key]["gains"]
+        assert set(g) == set(elements), key
+        assert all(np.isfinite(v["gain"]) and v["gain_se"] >= 0 for v in g.values()), key
+    assert all(v["gain"] == 0 for el, v in by["retuned"]["gains"].items()
+               if settings[el]["k"] == 16 and settings[el]["method"] == "kriging"
+               and settings[el]["nugget_share"] is None)
     # one split for every row, windows inside test blocks
     split = res["data"]["split"]
     assert split["patches"]["test"] == len(res["data"]["test_windows"]) > 0

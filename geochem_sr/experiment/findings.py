@@ -75,6 +75,7 @@ def check_expectations(rows: list[dict[str, Any]]) -> tuple[list[str], dict[str,
     ok3 = n_sparse_idw == len(nets) and bool(nets)
     checks["expect_every_network_beats_sparse_and_idw"] = ok3
     short = {"sparse": "sparse map = ordinary kriging", "idw": "IDW",
+             "retuned": "re-tuned interpolation",
              "regression_kriging": "regression kriging",
              "regression_kriging_all": "regression kriging on every covariate group",
              "kriging": "ordinary kriging"}

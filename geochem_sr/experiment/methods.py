@@ -14,20 +14,21 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
 from geochem_sr.experiment.networks import predict_map
-from geochem_sr.experiment.scoring import score_map
+from geochem_sr.experiment.scoring import block_gains, score_map
 
 if TYPE_CHECKING:  # pragma: no cover
     from geochem_sr.experiment.profiles import Profile
     from geochem_sr.models import GeoSRModel
     from geochem_sr.sampling import TrainingData
 
-__all__ = ["METHODS", "METHOD_LABELS", "method_rows", "calibrated_gains", "predict_cost"]
+__all__ = ["METHODS", "METHOD_LABELS", "method_rows", "calibrated_gains", "predict_cost",
+           "classical_gains"]
 
 #: Rows of the methods table besides the toolkit's network, in table order.
 METHODS: tuple[str, ...] = ("trees", "ridge", "auto")
@@ -48,6 +49,22 @@ def calibrated_gains(model: GeoSRModel) -> dict[str, dict[str, float]]:
         out[str(el)] = {k: float(r.get(k, float("nan")))
                         for k in ("gain", "gain_se", "shrinkage", "coverage_1std")}
     return out
+
+
+def classical_gains(ds: xr.Dataset, maps: Mapping[str, xr.DataArray], data: TrainingData,
+                    model: GeoSRModel) -> dict[str, dict[str, dict[str, float]]]:
+    """Per classical map and element: test-block gain over the sparse map and its
+    delete-one-block jackknife error, on the cells and blocks the methods' calibration
+    scores on (``model``'s evidence blocks on ``data``'s split), so the rows compare."""
+    import numpy as np
+
+    from geochem_sr.sampling import ROLE_TEST
+    from geochem_sr.trust.roles import evidence_blocks
+    from geochem_sr.trust.shrinkage import MIN_GROUPS
+
+    groups, _ = evidence_blocks(ds, model, data.roles, MIN_GROUPS)
+    test = np.asarray(data.roles.values) == ROLE_TEST
+    return {key: block_gains(ds, pred, test, groups) for key, pred in maps.items()}
 
 
 def predict_cost(ds: xr.Dataset, model: GeoSRModel) -> tuple[xr.DataArray, float]:

@@ -26,8 +26,8 @@ from geochem_sr.experiment.baselines import classical_baselines
 from geochem_sr.experiment.cache import RowCache, source_digest
 from geochem_sr.experiment.figure import crop, figure_box, figure_elements, write_figure
 from geochem_sr.experiment.findings import check_expectations
-from geochem_sr.experiment.methods import method_rows
-from geochem_sr.experiment.methods_report import methods_checks
+from geochem_sr.experiment.methods import classical_gains, method_rows
+from geochem_sr.experiment.methods_report import CLASSICAL_ROWS, methods_checks
 from geochem_sr.experiment.networks import (
     cross_validate_network,
     predict_map,
@@ -222,7 +222,11 @@ def run_experiment(
     crops: dict[str, np.ndarray] = {}
 
     t0 = time.perf_counter()
-    base_maps, base_info = classical_baselines(region, ds, prof, seed, log)
+    from geochem_sr.sampling import ROLE_TRAIN, ROLE_VAL
+
+    codes = np.asarray(ref_data.roles.values)
+    base_maps, base_info = classical_baselines(region, ds, prof, seed, log,
+                                               (codes == ROLE_TRAIN) | (codes == ROLE_VAL))
     rows: list[dict[str, Any]] = []
     for key in BASELINES:
         row = {"key": key, "kind": "baseline", "network": None,
@@ -291,12 +295,18 @@ def run_experiment(
             cache.put("toolkit", row, {})
             log(f"toolkit: RMSE {row['scores']['rmse_log10']:.4f}, {row['seconds']:.0f} s")
             methods = ({"rows": method_rows(ds, datas[TOOLKIT_INPUTS], model, train_cpu, prof,
-                                            seed, truth, windows, log)}, {})
+                                            seed, truth, windows, log),
+                        "classical": classical_gains(
+                            ds, {k: base_maps[k] for k in CLASSICAL_ROWS if k in base_maps},
+                            datas[TOOLKIT_INPUTS], model)}, {})
             cache.put("methods", *methods)
         else:
             row, _ = hit
         rows.append(row)
         rows.extend(methods[0]["rows"])
+        for r in rows:
+            if r["key"] in methods[0].get("classical", {}):
+                r["gains"] = methods[0]["classical"][r["key"]]
         timings["methods_s"] = time.perf_counter() - t0
 
     # rows in table order: networks (paper's order) then baselines

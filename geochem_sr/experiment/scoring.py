@@ -16,7 +16,8 @@ import xarray as xr
 from geochem_sr import schema
 from geochem_sr.metrics import COLUMNS, evaluate, table_row
 
-__all__ = ["grid_of", "as_prediction", "truth_on_grid", "score_map", "truth_rmse"]
+__all__ = ["grid_of", "as_prediction", "truth_on_grid", "score_map", "truth_rmse",
+           "block_gains"]
 
 
 def grid_of(ds: xr.Dataset) -> xr.Dataset:
@@ -78,3 +79,21 @@ def truth_rmse(truth: xr.DataArray, pred: xr.DataArray, windows: Sequence[Any]
     t = evaluate(truth.to_dataset(), pred, windows=windows).drop(index="mean")
     return (float(t["rmse_log10"].mean()),
             {str(el): float(t.loc[el, "rmse_log10"]) for el in t.index})
+
+
+def block_gains(ds: xr.Dataset, pred: xr.DataArray, test: np.ndarray, groups: np.ndarray
+                ) -> dict[str, dict[str, float]]:
+    """Per element: gain of ``pred`` over the sparse map on the ``test`` cells (``(y, x)``
+    bool) and its delete-one-block jackknife error over ``groups`` (``(y, x)`` block ids),
+    as the calibrated methods report theirs (a classical map has no calibration)."""
+    from geochem_sr.trust.shrinkage import held_out_gain
+
+    out = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for el in pred[schema.ELEMENT].values:
+            lr = np.log10(np.asarray(ds[schema.LR].sel({schema.ELEMENT: el}).values, float))
+            hr = np.log10(np.asarray(ds[schema.HR].sel({schema.ELEMENT: el}).values, float))
+            p = np.log10(np.asarray(pred.sel({schema.ELEMENT: el}).values, float))
+            gain, se = held_out_gain((p - lr)[test], (hr - lr)[test], groups[test])
+            out[str(el)] = {"gain": gain, "gain_se": se}
+    return out
