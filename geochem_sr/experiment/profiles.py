@@ -49,7 +49,7 @@ BASELINE_LABELS: dict[str, str] = {
     "sparse": "Sparse map as is (lr)",
     "idw": "IDW of sparse samples",
     "kriging": "Ordinary kriging of sparse samples",
-    "retuned": "Re-tuned interpolation (settings fitted to the dense map, training blocks)",
+    "retuned": "Re-tuned interpolation (settings fitted to the dense map off the test blocks)",
     "regression_kriging": "Regression kriging (terrain + geology)",
     "regression_kriging_all": "Regression kriging (terrain + geology + fault and contact "
                               "distances)",
