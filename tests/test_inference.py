@@ -41,6 +41,7 @@ NETS = {
     "unet2": ("unet", {"depth": 2, "base_channels": 4}),
     "unet3": ("unet", {"depth": 3, "base_channels": 4}),
     "srcnn": ("srcnn", {"features": 8}),
+    "mlu": ("multilevel_unet", {"base_channels": 2}),  # tile_reach 64 < half its field
 }
 
 
@@ -115,6 +116,10 @@ class _Counter:
 @pytest.mark.parametrize("key", list(NETS))
 def test_tiled_equals_untiled_everywhere(survey, key):
     model = _model(survey, key)
+    if key == "mlu":  # whole tiles with the 64-cell halo of its lattice
+        model = dataclasses.replace(model, prediction=dataclasses.replace(
+            model.prediction, context="tile"))
+        assert inference.default_halo(model) == 64
     x = _inputs(survey, model)
     tiled, _ = inference.predict_array(model, x, tile=64)
     whole, _ = inference.predict_array(model, x, tile=1024)  # one window
@@ -627,23 +632,29 @@ def test_calibrated_std_is_one_rule_for_numpy_dask_and_xarray(survey):
     assert np.array_equal(da.values, out, equal_nan=True) and da.attrs["units"] == "log10"
 
 
-@pytest.mark.parametrize("key", [*NETS, "multilevel_unet"])
+@pytest.mark.parametrize("key", [*NETS, "multilevel_unet", "ensemble"])
 def test_network_geometry_is_that_of_the_built_network(survey, key):
     """The class-attribute shortcut and the built network agree; the model file and the
     tiling read the same values."""
-    from geochem_sr.models import get_model, network_geometry
+    from geochem_sr.models import get_model, network_geometry, network_tile_reach
 
     name, config = NETS.get(key, (key, {"base_channels": 8}))
+    if key == "ensemble":
+        config = {"member": "multilevel_unet", "n": 2, "member_config": {"base_channels": 4}}
     full = {"in_channels": 5, "out_channels": 3, **config}
     net = get_model(name, **full)
     want = (int(getattr(net, "size_multiple", 1) or 1), int(net.receptive_field))
     assert network_geometry(name, full) == want
+    assert network_tile_reach(name, full) == net.tile_reach == (
+        64 if "multilevel_unet" in (name, config.get("member")) else
+        (net.receptive_field - 1) // 2)
     if key in NETS:
         model = _model(survey, key)
         g = geometry.geometry(model)
         assert (g.size_multiple, g.receptive_field) == network_geometry(
             model.network_name, model.network_config)
         assert model.receptive_field == g.receptive_field
+        assert g.reach == net.tile_reach
 
 
 def test_with_prediction_is_the_merge_users_mean_without_warnings(survey):

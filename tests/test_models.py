@@ -151,6 +151,25 @@ def test_receptive_field_bounds_dependencies(name):
     assert worst >= reach - 16  # the bound is not wildly loose
 
 
+def test_multilevel_unet_tiles_on_its_lattice_need_64_cells_each_side():
+    """A 16-cell block of output on the network's lattice depends on input from 64 cells
+    above to 49 below it: its tile_reach (64), less than half its receptive field (78)."""
+    torch.manual_seed(0)
+    net = get_model("multilevel_unet", 3, 2, base_channels=2).double().eval()
+    nn.init.normal_(net.output.weight)
+    assert net.tile_reach == 64 < (net.receptive_field - 1) // 2
+    x = torch.randn(1, 3, 256, 256, dtype=torch.double, requires_grad=True)
+    y = net(x)
+    above = below = 0
+    for a in (96, 112):  # two blocks of the lattice
+        (g,) = torch.autograd.grad(y[0, :, a:a + 16, a:a + 16].sum(), x, retain_graph=True)
+        rows = (g[0].abs().sum((0, 2)) > 0).nonzero()[:, 0]
+        cols = (g[0].abs().sum((0, 1)) > 0).nonzero()[:, 0]
+        above = max(above, a - int(rows.min()), a - int(cols.min()))
+        below = max(below, int(rows.max()) - (a + 15), int(cols.max()) - (a + 15))
+    assert above == net.tile_reach and 0 < below <= net.tile_reach
+
+
 # ----------------------------------------------------------------------------- training
 def _overfit_batch() -> tuple[torch.Tensor, torch.Tensor]:
     """4 patches of 32x32x14 and a residual that depends on two smoothed covariates."""

@@ -15,7 +15,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from geochem_sr.errors import ParameterError, SchemaError
-from geochem_sr.models import CONTEXTS, DEFAULT_CONTEXT, GeoSRModel, network_geometry
+from geochem_sr.models import (
+    CONTEXTS,
+    DEFAULT_CONTEXT,
+    GeoSRModel,
+    network_geometry,
+    network_tile_reach,
+)
 
 __all__ = [
     "Geometry",
@@ -40,10 +46,14 @@ class Geometry:
 
     size_multiple: int
     receptive_field: int
+    tile_reach: int | None = None
 
     @property
     def reach(self) -> int:
-        """How far (cells) an output cell can see on one side."""
+        """How far (cells) a tile on the size-multiple lattice sees on each side: the
+        network's ``tile_reach``, else half the receptive field."""
+        if self.tile_reach is not None:
+            return int(self.tile_reach)
         return max(0, (int(self.receptive_field) - 1) // 2)
 
 
@@ -60,7 +70,8 @@ def geometry(model: GeoSRModel) -> Geometry:
     key = json.dumps([model.network_name, model.network_config], sort_keys=True, default=str)
     geom = _GEOMETRY.get(key)
     if geom is None:
-        geom = Geometry(*network_geometry(model.network_name, model.network_config))
+        geom = Geometry(*network_geometry(model.network_name, model.network_config),
+                        network_tile_reach(model.network_name, model.network_config))
         _GEOMETRY[key] = geom
     return geom
 

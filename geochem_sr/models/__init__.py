@@ -15,7 +15,7 @@ shape ``(N, out_channels, H, W)``, and carry
 from __future__ import annotations
 
 from geochem_sr.exports import lazy_exports
-from geochem_sr.models.geometry import network_geometry
+from geochem_sr.models.geometry import network_geometry, network_tile_reach
 from geochem_sr.models.records import (
     CONTEXTS,
     DEFAULT_CONTEXT,
@@ -51,6 +51,7 @@ __all__ = [
     "CELL_MODELS",
     "model_class",
     "network_geometry",
+    "network_tile_reach",
     "PredictionSettings",
     "TrainingRecord",
     "CONTEXTS",

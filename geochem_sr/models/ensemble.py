@@ -68,6 +68,11 @@ class Ensemble(SRNetwork):
         """The members' receptive field."""
         return int(getattr(self.members[0], "receptive_field", 64))
 
+    @property
+    def tile_reach(self) -> int:
+        """The members' reach from a lattice-aligned tile."""
+        return int(getattr(self.members[0], "tile_reach", (self.receptive_field - 1) // 2))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of the members' outputs."""
         out = self.members[0](x)

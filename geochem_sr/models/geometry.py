@@ -8,7 +8,7 @@ from typing import Any
 
 from geochem_sr.models.registry import get_model, model_class
 
-__all__ = ["DEFAULT_RECEPTIVE_FIELD", "network_geometry"]
+__all__ = ["DEFAULT_RECEPTIVE_FIELD", "network_geometry", "network_tile_reach"]
 
 #: Receptive field (cells) assumed for a network that does not declare one.
 DEFAULT_RECEPTIVE_FIELD = 64
@@ -51,3 +51,26 @@ def network_geometry(name: str, config: Mapping[str, Any]) -> tuple[int, int]:
         sm = getattr(src, "size_multiple", 1)
         rf = getattr(src, "receptive_field", DEFAULT_RECEPTIVE_FIELD)
     return int(sm or 1), int(rf)
+
+
+def network_tile_reach(name: str, config: Mapping[str, Any]) -> int:
+    """Cells of input a tile on the network's size-multiple lattice needs on each side.
+
+    The network's ``tile_reach`` (:class:`~geochem_sr.models.layers.SRNetwork`): half the
+    receptive field, or less where the network declares it (the multi-level U-Net: 64
+    cells where half its receptive field is 78). Read as :func:`network_geometry` reads
+    its values: the class attribute when it is a plain int, else from the built network.
+
+    Examples
+    --------
+    >>> network_tile_reach("multilevel_unet", {"in_channels": 5, "out_channels": 2})
+    64
+    >>> network_tile_reach("srcnn", {"in_channels": 5, "out_channels": 2})
+    6
+    """
+    tr = getattr(model_class(name), "tile_reach", None)
+    if not isinstance(tr, int):  # a property of the config
+        net = get_model(name, **dict(config))
+        rf = int(getattr(net, "receptive_field", DEFAULT_RECEPTIVE_FIELD))
+        tr = getattr(net, "tile_reach", max(0, (rf - 1) // 2))
+    return int(tr)

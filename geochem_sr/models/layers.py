@@ -207,11 +207,20 @@ class SRNetwork(nn.Module):
         Width in cells of the window one output cell depends on.
     size_multiple : int
         Input height and width must be multiples of this.
+    tile_reach : int
+        Cells of input a tile needs on each side to be exact when the tile and its window
+        start on the ``size_multiple`` lattice: half the receptive field unless the network
+        declares a smaller bound.
     """
 
     model_name: ClassVar[str] = ""
     size_multiple: int = 1
     config: dict[str, Any]
+
+    @property
+    def tile_reach(self) -> int:
+        """Cells of input a lattice-aligned tile needs on each side (see the class doc)."""
+        return max(0, (int(self.receptive_field) - 1) // 2)
 
     def _set_config(
         self, in_channels: int, out_channels: int, *, positive: Sequence[str] = (), **params: Any

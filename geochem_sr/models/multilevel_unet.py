@@ -225,6 +225,8 @@ class MultiLevelUNet(SRNetwork):
         **config)`` rebuilds the network.
     receptive_field : int
         Width in cells of the window an output cell depends on (an upper bound).
+    tile_reach : int
+        Cells of input a tile on the 16-cell lattice needs on each side to be exact (64).
     size_multiple : int
         Height and width of the input must be multiples of this.
     """
@@ -236,6 +238,13 @@ class MultiLevelUNet(SRNetwork):
     #: adds up to half a coarse cell on the top/left side (8+4+2+1): 78 -> 2*78+1 = 157.
     #: Measured by gradients: -78 / +63 cells.
     receptive_field: ClassVar[int] = 157
+    #: How far a cell sees depends on its place in the 16-cell lattice of the four stride-2
+    #: steps: from 64 cells above to 78 (the cell 14 below a lattice line) and from 63 below
+    #: to 49. So a tile that starts and ends on the lattice, in a window that does too,
+    #: needs 64 cells above and left and 49 below and right of it: 64 on each side, not the
+    #: 80 that half the receptive field rounded up to the lattice would give (measured by
+    #: gradients, tests/test_models.py).
+    tile_reach: ClassVar[int] = 64
 
     def __init__(
         self,

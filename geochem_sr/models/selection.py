@@ -79,6 +79,12 @@ class Selection(SRNetwork):
         """The widest candidate's receptive field (1 when every element is the sparse map)."""
         return max([int(getattr(m, "receptive_field", 64)) for m in self.members] or [1])
 
+    @property
+    def tile_reach(self) -> int:
+        """The farthest candidate's reach from a tile on the lattice of every candidate."""
+        return max([int(getattr(m, "tile_reach", (getattr(m, "receptive_field", 64) - 1) // 2))
+                    for m in self.members] or [0])
+
     def _combine(self, x: torch.Tensor, spread: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """The weighted mean per element and, with ``spread``, the standard deviation of
         the mixture of the candidates' members (0 for a candidate without members)."""
