@@ -111,8 +111,9 @@ def default_halo(model: GeoSRModel) -> int:
     int
         Cells added on each side of a tile: with the default patch context the patch
         size rounded up to the sub-window lattice (32 for 32-cell patches); with
-        ``model.prediction.context = "tile"`` the network's reach rounded up to its size
-        multiple (80 for the multi-level U-Net: receptive field 157, size multiple 16).
+        ``model.prediction.context = "tile"`` the network's reach from a tile on its
+        size-multiple lattice (``tile_reach``) rounded up to that multiple (64 for the
+        multi-level U-Net, whose receptive field of 157 cells would give 80).
     """
     m, reach = alignment(model)
     return round_up(reach, m)
@@ -126,7 +127,7 @@ def region_border(model: GeoSRModel, halo: int) -> int:
     training showed it that many cells of (reflected, at the grid's edge) context and then
     the network's own zero padding, which is what the region's border then gets too; else
     ``halo``. A smaller border costs less at the region's edge (a 512-cell region with the
-    multi-level U-Net's 80-cell halo is run as 672 cells, with a 16-cell border as 544).
+    multi-level U-Net's 64-cell halo is run as 640 cells, with a 16-cell border as 544).
     """
     border = model.prediction.border
     if border is None or patch_context(model) is not None:
@@ -175,7 +176,7 @@ def default_tile(model: GeoSRModel) -> int:
     context each tile is one forward of about ``(tile + 2 halo)**2`` cells, and the halo is
     computed twice by neighbouring tiles: the largest of :data:`TILE_CHOICES` whose window
     times :func:`network_width` stays within :data:`WINDOW_BUDGET` (1024 for the
-    multi-level U-Net of base width 16, whose 80-cell halo then adds 34 % to an interior
+    multi-level U-Net of base width 16, whose 64-cell halo then adds 27 % to an interior
     tile; 512 for the paper's width 64). Memory grows with the tile: pass a larger ``tile``
     on a large machine (fewer halo cells), a smaller one on a small machine.
     """
