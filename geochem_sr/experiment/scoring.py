@@ -85,7 +85,9 @@ def block_gains(ds: xr.Dataset, pred: xr.DataArray, test: np.ndarray, groups: np
                 ) -> dict[str, dict[str, float]]:
     """Per element: gain of ``pred`` over the sparse map on the ``test`` cells (``(y, x)``
     bool) and its delete-one-block jackknife error over ``groups`` (``(y, x)`` block ids),
-    as the calibrated methods report theirs (a classical map has no calibration)."""
+    as the calibrated methods report theirs (a classical map has no calibration). Cells
+    where the map, ``lr`` or ``hr`` is missing are left out (the methods also leave out
+    cells with a missing input; on a survey without gaps the cells are the same)."""
     from geochem_sr.trust.shrinkage import held_out_gain
 
     out = {}

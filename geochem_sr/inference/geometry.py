@@ -90,7 +90,8 @@ def patch_context(model: GeoSRModel) -> tuple[int, int] | None:
 
 
 def alignment(model: GeoSRModel) -> tuple[int, int]:
-    """(multiple that tiles and halos are rounded to, reach of an output cell)."""
+    """(multiple that tiles and halos are rounded to, reach of a tile on that lattice:
+    the sub-window in patch context, else the network's ``tile_reach``)."""
     g = geometry(model)
     ctx = patch_context(model)
     if ctx is None:
@@ -209,7 +210,8 @@ def resolve_tiling(
     if halo < reach:
         warnings.warn(
             f"halo: {halo} cells is below the network's reach ({reach} cells: the patch "
-            f"size in patch context, else half the receptive field {g.receptive_field}); "
+            "size in patch context, else how far a tile on the network's lattice sees: "
+            f"tile_reach, at most half the receptive field {g.receptive_field}); "
             "tiles see less context than a whole-region "
             "prediction, so values near tile seams are approximations (blended in "
             "predict_array, cut at chunk seams in super_resolve/predict_to_zarr)",

@@ -69,8 +69,10 @@ def network_tile_reach(name: str, config: Mapping[str, Any]) -> int:
     6
     """
     tr = getattr(model_class(name), "tile_reach", None)
-    if not isinstance(tr, int):  # a property of the config
-        net = get_model(name, **dict(config))
-        rf = int(getattr(net, "receptive_field", DEFAULT_RECEPTIVE_FIELD))
-        tr = getattr(net, "tile_reach", max(0, (rf - 1) // 2))
-    return int(tr)
+    if isinstance(tr, int):
+        return tr
+    fget = getattr(tr, "fget", None)
+    if tr is None or getattr(fget, "__qualname__", "") == "SRNetwork.tile_reach":
+        return max(0, (network_geometry(name, config)[1] - 1) // 2)  # the default: no build
+    net = get_model(name, **dict(config))  # a property of the config (ensemble, selection)
+    return int(net.tile_reach)

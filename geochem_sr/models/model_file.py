@@ -188,7 +188,7 @@ class GeoSRModel:
 
     @property
     def receptive_field(self) -> int:
-        """Receptive field of the network in cells (used to size tile halos)."""
+        """Receptive field of the network in cells (tile halos: its ``tile_reach``)."""
         from geochem_sr.models.geometry import network_geometry
 
         return network_geometry(self.network_name, self.network_config)[1]

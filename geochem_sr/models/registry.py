@@ -2,8 +2,9 @@
 
 Each network stores its constructor arguments in ``model.config`` (JSON-serialisable), so a
 model file rebuilds it with ``get_model(model.model_name, **model.config)``. Every network
-also has ``receptive_field`` (cells; halo of a tile = ``receptive_field // 2``) and
-``size_multiple`` (input height and width must be multiples of it).
+also has ``receptive_field`` (cells), ``tile_reach`` (cells of input a tile on its lattice
+needs on each side: the halo; at most half the receptive field) and ``size_multiple`` (input
+height and width must be multiples of it).
 """
 
 from __future__ import annotations
