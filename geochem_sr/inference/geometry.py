@@ -46,15 +46,9 @@ class Geometry:
 
     size_multiple: int
     receptive_field: int
-    tile_reach: int | None = None
-
-    @property
-    def reach(self) -> int:
-        """How far (cells) a tile on the size-multiple lattice sees on each side: the
-        network's ``tile_reach``, else half the receptive field."""
-        if self.tile_reach is not None:
-            return int(self.tile_reach)
-        return max(0, (int(self.receptive_field) - 1) // 2)
+    #: How far (cells) a tile on the size-multiple lattice sees on each side: the
+    #: network's ``tile_reach`` (at most half the receptive field).
+    reach: int
 
 
 _GEOMETRY: dict[str, Geometry] = {}

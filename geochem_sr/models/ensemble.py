@@ -71,7 +71,7 @@ class Ensemble(SRNetwork):
     @property
     def tile_reach(self) -> int:
         """The members' reach from a lattice-aligned tile."""
-        return int(getattr(self.members[0], "tile_reach", (self.receptive_field - 1) // 2))
+        return int(self.members[0].tile_reach)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of the members' outputs."""

@@ -68,11 +68,12 @@ def network_tile_reach(name: str, config: Mapping[str, Any]) -> int:
     >>> network_tile_reach("srcnn", {"in_channels": 5, "out_channels": 2})
     6
     """
-    tr = getattr(model_class(name), "tile_reach", None)
+    from geochem_sr.models.layers import SRNetwork  # loaded with the class
+
+    cls = model_class(name)
+    tr = getattr(cls, "tile_reach", None)
     if isinstance(tr, int):
         return tr
-    fget = getattr(tr, "fget", None)
-    if tr is None or getattr(fget, "__qualname__", "") == "SRNetwork.tile_reach":
-        return max(0, (network_geometry(name, config)[1] - 1) // 2)  # the default: no build
-    net = get_model(name, **dict(config))  # a property of the config (ensemble, selection)
-    return int(net.tile_reach)
+    if tr is None or tr is SRNetwork.tile_reach:  # the default: no network to build
+        return max(0, (network_geometry(name, config)[1] - 1) // 2)
+    return int(get_model(name, **dict(config)).tile_reach)  # of the config (ensemble, ...)

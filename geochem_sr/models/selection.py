@@ -82,8 +82,7 @@ class Selection(SRNetwork):
     @property
     def tile_reach(self) -> int:
         """The farthest candidate's reach from a tile on the lattice of every candidate."""
-        return max([int(getattr(m, "tile_reach", (getattr(m, "receptive_field", 64) - 1) // 2))
-                    for m in self.members] or [0])
+        return max((int(m.tile_reach) for m in self.members), default=0)
 
     def _combine(self, x: torch.Tensor, spread: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """The weighted mean per element and, with ``spread``, the standard deviation of
